@@ -1,0 +1,33 @@
+# Quick start: `make demo` and `make test` work on a fresh machine with Python 3.11 and make.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DB ?= demo.db
+
+.PHONY: venv demo test lint bench clean
+
+$(BIN)/itam-sync: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	touch $(BIN)/itam-sync
+
+venv: $(BIN)/itam-sync
+
+demo: venv
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(BIN)/itam-sync run --config config/demo.yaml --full
+	$(BIN)/itam-sync summary --config config/demo.yaml
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check itam_sync connectors tests bench
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python bench/bench_merge.py --devices 25000
+
+clean:
+	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm .pytest_cache

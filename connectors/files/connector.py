@@ -1,0 +1,139 @@
+"""File connectors (`csv`, `jsonl`): procurement records and inventory exports dropped as files.
+
+One connector instance reads one file (or every file matching a glob, in name order) as one stream.
+Incremental runs skip the read when no file changed since the last run (size and mtime fingerprint);
+full runs always read everything. A line that cannot be parsed is quarantined, not fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
+
+log = logging.getLogger(__name__)
+
+
+class FileSettings(ConnectorSettings):
+    """Settings shared by the file connectors."""
+
+    path: str = Field(description="File path or glob (e.g. /data/exports/procurement-*.csv)")
+    stream: str = Field(default="records", description="Stream name; the mapping's streams key")
+    encoding: str = "utf-8-sig"
+
+
+class CsvSettings(FileSettings):
+    delimiter: str = ","
+
+
+def _files(pattern: str) -> list[Path]:
+    matches = sorted(glob.glob(pattern)) if any(ch in pattern for ch in "*?[") else [pattern]
+    paths = [Path(m) for m in matches]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise ConnectorError(f"file not found: {missing[0] if missing else pattern} "
+                             "(fix: check settings.path; relative paths start from the working directory)",
+                             kind="config")
+    return paths
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    parts = []
+    for p in paths:
+        st = os.stat(p)
+        parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+class FileStream(Stream):
+    """All records of the configured file(s)."""
+
+    name = "records"
+
+    def __init__(self, connector: FileConnector) -> None:
+        super().__init__(connector)
+        self.file_connector = connector
+        self.name = connector.settings.stream  # type: ignore[misc,attr-defined]
+
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
+        settings: FileSettings = self.file_connector.settings  # type: ignore[assignment]
+        paths = _files(settings.path)
+        fingerprint = _fingerprint(paths)
+        state.new_cursor = fingerprint
+        if not state.full and state.cursor == fingerprint:
+            log.info("%s: files unchanged since the last run; nothing to read", self.connector.name)
+            return
+        for path in paths:
+            yield from self.file_connector.read(path)
+
+
+class FileConnector(Connector):
+    """Base of the file connectors: one stream, read by `read()`."""
+
+    def streams(self) -> list[Stream]:
+        return [FileStream(self)]
+
+    def read(self, path: Path) -> Iterator[dict[str, Any] | BadRecord]:
+        raise NotImplementedError
+
+
+class CsvConnector(FileConnector):
+    """CSV with a header row; every column becomes a key of the raw record."""
+
+    type_name = "csv"
+    description = "CSV files (procurement records, inventory exports)"
+    settings_model = CsvSettings
+    example_settings: ClassVar[dict[str, Any]] = {"path": "exports/procurement.csv", "stream": "records"}
+
+    def read(self, path: Path) -> Iterator[dict[str, Any] | BadRecord]:
+        settings: CsvSettings = self.settings  # type: ignore[assignment]
+        with path.open(newline="", encoding=settings.encoding) as fh:
+            reader = csv.reader(fh, delimiter=settings.delimiter)
+            header = next(reader, None)
+            if not header:
+                return
+            header = [h.strip() for h in header]
+            width = len(header)
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != width:
+                    yield BadRecord(f"{path}:{reader.line_num}: {len(row)} columns, header has {width}",
+                                    settings.delimiter.join(row))
+                    continue
+                yield dict(zip(header, row, strict=True))
+
+
+class JsonlConnector(FileConnector):
+    """JSON Lines: one JSON object per line."""
+
+    type_name = "jsonl"
+    description = "JSON Lines files (one JSON object per line)"
+    settings_model = FileSettings
+    example_settings: ClassVar[dict[str, Any]] = {"path": "exports/inventory.jsonl", "stream": "records"}
+
+    def read(self, path: Path) -> Iterator[dict[str, Any] | BadRecord]:
+        settings: FileSettings = self.settings  # type: ignore[assignment]
+        loads = json.loads
+        with path.open(encoding=settings.encoding) as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = loads(line)
+                except ValueError as exc:
+                    yield BadRecord(f"{path}:{n}: not valid JSON ({exc.args[0].split(':')[0]})", line.strip())
+                    continue
+                if not isinstance(rec, dict):
+                    yield BadRecord(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}", line.strip())
+                    continue
+                yield rec

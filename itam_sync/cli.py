@@ -1,0 +1,543 @@
+"""The `itam-sync` command line."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from itam_sync import __version__
+from itam_sync.mapping.loader import MappingLoadError
+from itam_sync.model.canonical import FIELDS, EntityType
+from itam_sync.operations import OperationError
+from itam_sync.registry import Registry, UnknownConnectorType
+from itam_sync.runner import RunResult, SyncFailed, run_connector
+from itam_sync.settings import ConfigError, Settings, load_settings
+from itam_sync.store import Store
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+ENTITY_NAMES = {"assets": EntityType.ASSET, "people": EntityType.PERSON, "subscriptions": EntityType.SUBSCRIPTION}
+
+config_option = click.option("--config", "-c", "config_path", envvar="ITAM_SYNC_CONFIG", default="itam-sync.yaml",
+                             show_default=True, type=click.Path(dir_okay=False),
+                             help="Config file (or set ITAM_SYNC_CONFIG).")
+
+
+def _err(msg: str) -> Console:
+    return Console(stderr=True)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn known failures into one clear line on stderr and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        err = Console(stderr=True, highlight=False)
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            for p in exc.problems:
+                err.print(f"[red]error:[/red] {p}")
+            sys.exit(2)
+        except MappingLoadError as exc:
+            for p in getattr(exc, "problems", None) or [str(exc)]:
+                err.print(f"[red]error:[/red] {p}")
+            sys.exit(2)
+        except (OperationError, UnknownConnectorType) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            sys.exit(2)
+        except SyncFailed as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            sys.exit(1)
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(path: str) -> Settings:
+    loaded = load_settings(path)
+    for w in loaded.warnings:
+        Console(stderr=True, highlight=False).print(f"[yellow]warning:[/yellow] {w}")
+    return loaded.settings
+
+
+def _store(settings: Settings) -> Store:
+    return Store.open(settings.store.url)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="itam-sync")
+@click.option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """itam-sync: pull assets, people and licences from many systems into one auditable source of truth."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@main.command()
+@config_option
+@handle_errors
+def validate(config_path: str) -> None:
+    """Check a config file and its mappings; every problem is reported with file, line and a fix."""
+    from itam_sync.mapping.loader import load_mapping
+
+    loaded = load_settings(config_path)
+    settings = loaded.settings
+    registry = Registry()
+    problems: list[str] = []
+    for i, c in enumerate(settings.connectors):
+        where = f"{config_path}:{loaded.lines.get(('connectors', i, 'type'), '?')}"
+        try:
+            cls = registry.get(c.type)
+        except UnknownConnectorType as exc:
+            problems.append(f"{where}: connectors.{i}.type: {exc}")
+            continue
+        try:
+            cls.settings_model.model_validate(c.settings)
+        except Exception as exc:  # noqa: BLE001 - pydantic errors, reported per key below
+            for e in getattr(exc, "errors", lambda: [])():
+                loc = ("connectors", i, "settings", *e["loc"])
+                line = loaded.lines.get(loc) or loaded.lines.get(("connectors", i, "settings"), "?")
+                problems.append(f"{config_path}:{line}: {'.'.join(map(str, loc))}: {e['msg']} "
+                                f"(fix: see `itam-sync init` for the {c.type} settings)")
+        mpath = settings.mapping_path(c, cls.mapping_name())
+        try:
+            load_mapping(mpath)
+        except MappingLoadError as exc:
+            problems.extend(getattr(exc, "problems", None) or [str(exc)])
+        except FileNotFoundError:
+            problems.append(f"{where}: connectors.{i}: mapping file {mpath} not found "
+                            f"(fix: create it or set `mapping:`)")
+    err = Console(stderr=True, highlight=False)
+    for w in loaded.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}")
+    if problems:
+        for p in problems:
+            err.print(f"[red]error:[/red] {p}")
+        sys.exit(2)
+    Console(highlight=False).print(f"[green]ok[/green] {config_path}: {len(settings.connectors)} connectors, "
+                                   f"store {settings.store.url}")
+
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@handle_errors
+def init(output: str | None, force: bool) -> None:
+    """Write a commented starter config with a block for every registered connector type."""
+    from itam_sync.starter import starter_config
+
+    text = starter_config(Registry())
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    path = Path(output)
+    if path.exists() and not force:
+        raise OperationError(f"{output} exists; use --force to overwrite")
+    path.write_text(text)
+    click.echo(f"wrote {output}")
+
+
+@main.command()
+@config_option
+@click.option("--connector", "connectors", multiple=True, help="Run only this connector (repeatable).")
+@click.option("--full", is_flag=True, help="Full resync: read everything and mark unseen records missing.")
+@click.option("--allow-shrink", is_flag=True, help="Let a full run mark more than the deletion guard missing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@handle_errors
+def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink: bool, quiet: bool) -> None:
+    """Sync connectors (all enabled ones by default) into the store."""
+    settings = _settings(config_path)
+    names = list(connectors) or [c.name for c in settings.connectors if c.enabled]
+    for n in names:
+        settings.connector(n)
+    store = _store(settings)
+    registry = Registry()
+    console = Console(stderr=True, highlight=False)
+    results: list[RunResult] = []
+    failed: list[str] = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
+                  TimeElapsedColumn(), console=console, disable=quiet or not console.is_terminal) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(conn: str, stream: str, seen: int) -> None:
+            key = f"{conn}/{stream}"
+            if key not in tasks:
+                tasks[key] = progress.add_task(key, total=None)
+            progress.update(tasks[key], completed=seen)
+
+        for n in names:
+            try:
+                results.append(run_connector(settings, n, full=full, allow_shrink=allow_shrink, store=store,
+                                             registry=registry, progress=on_progress))
+            except SyncFailed as exc:
+                console.print(f"[red]error:[/red] {exc}")
+                failed.append(n)
+    table = Table(title="sync runs")
+    for col in ("run", "connector", "mode", "status", "seen", "new", "changed", "unchanged", "quarantined",
+                "missing", "conflicts", "seconds"):
+        table.add_column(col, justify="right" if col not in ("connector", "mode", "status") else "left")
+    for r in results:
+        streams = [v for k, v in r.counts.items() if not k.startswith("_")]
+        tot = r.counts.get("_total", {})
+        table.add_row(str(r.run_id), r.connector, r.mode, r.status,
+                      *(str(sum(s.get(k, 0) for s in streams)) for k in ("seen", "new", "changed", "unchanged",
+                                                                          "quarantined")),
+                      str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.2f}")
+    if not quiet:
+        Console(highlight=False).print(table)
+    for r in results:
+        if r.status == "guarded":
+            console.print(f"[yellow]guarded:[/yellow] {r.connector}: {r.message}")
+    store.close()
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@config_option
+@click.option("--limit", default=20, show_default=True)
+@click.option("--connector", default=None, help="Only this connector's runs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def runs(config_path: str, limit: int, connector: str | None, as_json: bool) -> None:
+    """List sync runs: mode, status, counts, timings and errors."""
+    settings = _settings(config_path)
+    with _store(settings).begin() as repo:
+        rows = repo.list_runs(limit, connector)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="runs")
+    for col in ("id", "connector", "mode", "status", "started", "seconds", "seen", "changed", "error"):
+        table.add_column(col)
+    for r in rows:
+        streams = [v for k, v in r["counts"].items() if not k.startswith("_")]
+        table.add_row(str(r["id"]), r["connector"], r["mode"], r["status"], r["started_at"],
+                      f"{r['duration_s']:.2f}" if r["duration_s"] is not None else "",
+                      str(sum(s.get("seen", 0) for s in streams)),
+                      str(sum(s.get("changed", 0) + s.get("new", 0) for s in streams)), r["error"] or "")
+    Console(highlight=False).print(table)
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def conflicts(config_path: str, as_json: bool) -> None:
+    """List refused identity links (records that share a key with an entity that contradicts them)."""
+    settings = _settings(config_path)
+    with _store(settings).begin() as repo:
+        rows = repo.list_conflicts()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"open conflicts ({len(rows)})")
+    for col in ("id", "record", "key", "linked to", "refused entity", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["id"]), f"{r['connector']}/{r['stream']}/{r['source_key']}", r["key"],
+                      str(r["entity_id"] or ""), str(r["other_entity_id"]), r["reason"])
+    Console(highlight=False).print(table)
+    if rows:
+        Console(highlight=False).print("Resolve with `itam-sync link RECORD ENTITY --reason ...` or "
+                                       "`itam-sync unlink RECORD --reason ...`.")
+
+
+@main.command()
+@config_option
+@click.argument("record")
+@click.argument("entity")
+@click.option("--reason", required=True, help="Why (kept in the merge log).")
+@handle_errors
+def link(config_path: str, record: str, entity: str, reason: str) -> None:
+    """Pin RECORD (id or connector/stream/key) to ENTITY (id or key); holds across later runs."""
+    from itam_sync.operations import link as do_link
+
+    settings = _settings(config_path)
+    rid, eid = do_link(_store(settings), settings, record, entity, reason)
+    click.echo(f"record {rid} linked to entity {eid}")
+
+
+@main.command()
+@config_option
+@click.argument("record")
+@click.option("--reason", required=True, help="Why (kept in the merge log).")
+@handle_errors
+def unlink(config_path: str, record: str, reason: str) -> None:
+    """Split RECORD off its entity into an entity of its own; holds across later runs."""
+    from itam_sync.operations import unlink as do_unlink
+
+    settings = _settings(config_path)
+    rid, eid = do_unlink(_store(settings), settings, record, reason)
+    click.echo(f"record {rid} split off into entity {eid}")
+
+
+@main.command()
+@config_option
+@click.argument("entity")
+@click.argument("field")
+@click.argument("value")
+@click.option("--reason", required=True, help="Why (kept in the merge log).")
+@click.option("--expires", default=None, help="Date (YYYY-MM-DD) after which the override stops applying.")
+@click.option("--json-value", is_flag=True, help="Parse VALUE as JSON (numbers, booleans, lists).")
+@handle_errors
+def override(config_path: str, entity: str, field: str, value: str, reason: str, expires: str | None,
+             json_value: bool) -> None:
+    """Set FIELD of ENTITY to VALUE as the `manual` source, above every connector."""
+    from itam_sync.operations import override as do_override
+
+    settings = _settings(config_path)
+    parsed: Any = value
+    if json_value:
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            raise OperationError(f"--json-value: {value!r} is not JSON") from exc
+    exp = None
+    if expires:
+        if len(expires) == 10:
+            exp = expires + "T00:00:00Z"
+        elif expires.endswith("Z") and len(expires) == 20:
+            exp = expires
+        else:
+            raise OperationError(f"--expires {expires!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ")
+    eid = do_override(_store(settings), settings, entity, field, parsed, reason, exp)
+    click.echo(f"entity {eid}: {field} overridden" + (f" until {exp}" if exp else ""))
+
+
+@main.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@handle_errors
+def merge(config_path: str, dry_run: bool) -> None:
+    """Re-map stored records and re-merge every entity under the current rules (no API calls)."""
+    from itam_sync.operations import remerge
+
+    settings = _settings(config_path)
+    result = remerge(_store(settings), settings, dry_run=dry_run)
+    stats = result.stats
+    out = Console(highlight=False)
+    verb = "would change" if dry_run else "changed"
+    out.print(f"{stats.entities} entities merged; {stats.changed_entities} {verb}; "
+              f"{result.remapped_records} source records re-mapped")
+    table = Table(title=f"fields that {verb}")
+    for col in ("field", "entities", "examples (entity: old -> new, source, rule)"):
+        table.add_column(col)
+    for f, n in stats.changed_fields.most_common():
+        ex = "; ".join(f"{e['entity']}: {e['old']!r} -> {e['new']!r} ({e['source']}, {e['rule']})"
+                       for e in stats.examples.get(f, []))
+        table.add_row(f, str(n), ex)
+    if stats.changed_fields:
+        out.print(table)
+    for e in result.remap_errors:
+        out.print(f"[yellow]warning:[/yellow] {e}")
+
+
+@main.command("log")
+@config_option
+@click.option("--entity", default=None, help="Entity id or key (serial_number:..., email:...).")
+@click.option("--since", default=None, help="ISO time, e.g. 2026-11-01 or 2026-11-01T12:00:00Z.")
+@click.option("--source", default=None, help="Only rows decided by this source.")
+@click.option("--run", "run_id", type=int, default=None, help="Only rows of this run.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def log_cmd(config_path: str, entity: str | None, since: str | None, source: str | None, run_id: int | None,
+            limit: int, as_json: bool) -> None:
+    """The merge log: one row per changed golden field, identity link, merge, split or conflict."""
+    from itam_sync.operations import find_entity
+
+    settings = _settings(config_path)
+    with _store(settings).begin() as repo:
+        eid = find_entity(repo, entity) if entity else None
+        rows = repo.log_rows(entity_id=eid, since=since, source=source, run_id=run_id, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    print_log(rows, Console(highlight=False))
+
+
+def print_log(rows: list[dict[str, Any]], out: Console, title: str = "merge log") -> None:
+    table = Table(title=title)
+    for col in ("id", "run", "at", "entity", "action", "field", "old", "new", "source", "rule"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(str(r["id"]), str(r["run_id"] or ""), r["at"], f"{r['entity_type']}:{r['entity_id']}",
+                      r["action"], r["field"] or "", _short(r["old"]), _short(r["new"]), r["source"] or "",
+                      r["rule"] or "")
+    out.print(table)
+
+
+def _short(v: Any) -> str:
+    if v is None:
+        return ""
+    s = v if isinstance(v, str) else json.dumps(v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+@main.command()
+@config_option
+@click.argument("entity")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def explain(config_path: str, entity: str, as_json: bool) -> None:
+    """Why ENTITY (id, serial, e-mail or key) says what it says: per field, winner, age and losers."""
+    from dataclasses import asdict
+
+    from itam_sync.audit import explain as do_explain
+
+    settings = _settings(config_path)
+    ex = do_explain(_store(settings), settings, entity)
+    if as_json:
+        click.echo(json.dumps(asdict(ex), indent=2, default=str))
+        return
+    out = Console(highlight=False)
+    out.print(f"[bold]{ex.entity_type} {ex.entity_id}[/bold] ({ex.status})")
+    for r in ex.records:
+        out.print(f"  fed by {r['record']}" + (" [missing]" if r["missing"] else "") + f", seen {r['observed_at']}")
+    table = Table()
+    for col in ("field", "value", "source", "age", "rule", "competing values (why they lost)"):
+        table.add_column(col, overflow="fold")
+    for f in ex.fields:
+        comp = "; ".join(f"{c['source']}={_short(c['value'])} ({c['age']}, {c['why_lost']})" for c in f.competitors)
+        table.add_row(f.field, _short(f.value), f.source, f.age, f"{f.rule}: {f.rule_detail}", comp)
+    out.print(table)
+    if ex.history:
+        print_log(ex.history, out, title="history")
+
+
+@main.command()
+@config_option
+@click.option("--entity", "entity_name", type=click.Choice(sorted(ENTITY_NAMES)), required=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="File (default stdout).")
+@handle_errors
+def export(config_path: str, entity_name: str, fmt: str, output: str | None) -> None:
+    """Export golden records with their fields and the source records that feed them."""
+    settings = _settings(config_path)
+    etype = ENTITY_NAMES[entity_name]
+    fields = list(FIELDS[etype])
+    fh = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115 - stdout is not ours to close
+    try:
+        with _store(settings).begin() as repo:
+            batch: list[tuple[int, dict[str, Any], str]] = []
+            writer = csv.writer(fh) if fmt == "csv" else None
+            if writer:
+                writer.writerow(["id", "status", *fields, "sources"])
+            else:
+                fh.write("[")
+            first = True
+
+            def flush() -> None:
+                nonlocal first
+                keys = repo.source_keys_of([b[0] for b in batch])
+                for eid, golden, status in batch:
+                    if writer:
+                        writer.writerow([eid, status, *(_cell(golden.get(f, {}).get("v")) for f in fields),
+                                         ";".join(keys.get(eid, []))])
+                    else:
+                        rec = {"id": eid, "type": etype.value, "status": status,
+                               "fields": {f: golden[f]["v"] for f in fields if f in golden},
+                               "field_sources": {f: golden[f]["s"] for f in fields if f in golden},
+                               "sources": keys.get(eid, [])}
+                        fh.write(("\n" if first else ",\n") + json.dumps(rec))
+                        first = False
+                batch.clear()
+
+            for item in repo.iter_entities(etype.value):
+                batch.append(item)
+                if len(batch) >= 1000:
+                    flush()
+            flush()
+            if not writer:
+                fh.write("\n]\n")
+    finally:
+        if output:
+            fh.close()
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, list):
+        return ";".join(map(str, v))
+    return str(v)
+
+
+@main.command()
+@config_option
+@click.option("--lines", default=12, show_default=True, help="How many merge-log lines to show.")
+@handle_errors
+def summary(config_path: str, lines: int) -> None:
+    """Counts of assets, people and subscriptions, open conflicts and the latest interesting log lines."""
+    settings = _settings(config_path)
+    out = Console(highlight=False)
+    with _store(settings).begin() as repo:
+        counts = repo.counts()
+        conflict_rows = repo.log_rows(action="conflict", limit=lines // 3 or 1)
+        decided = [r for r in repo.log_rows(action="set", limit=2000)
+                   if r["rule"] and (r["rule"].startswith(("precedence", "freshness", "manual")))][-lines:]
+        merges = repo.log_rows(action="merge", limit=lines // 3 or 1)
+    ent = counts["entities"]
+    table = Table(title="itam-sync summary")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, key in (("assets", "asset"), ("people", "person"), ("subscriptions", "subscription")):
+        table.add_row(label, str(ent.get(f"{key}:active", 0)) + (
+            f" (+{ent[f'{key}:missing']} missing)" if ent.get(f"{key}:missing") else ""))
+    table.add_row("source records", str(counts["source_records"]))
+    table.add_row("open conflicts", str(counts["open_conflicts"]))
+    table.add_row("quarantined records", str(counts["quarantined"]))
+    table.add_row("merge-log rows", str(counts["merge_log_rows"]))
+    out.print(table)
+    if decided:
+        print_log(decided, out, title="merge log: fields decided between competing sources")
+    if merges:
+        print_log(merges, out, title="merge log: entities joined")
+    if conflict_rows:
+        print_log(conflict_rows, out, title="merge log: refused links (see `itam-sync conflicts`)")
+
+
+@main.command()
+@config_option
+@click.option("--run", "run_id", type=int, default=None)
+@click.option("--limit", default=50, show_default=True)
+@handle_errors
+def quarantine(config_path: str, run_id: int | None, limit: int) -> None:
+    """Records that could not be mapped, with the reason."""
+    settings = _settings(config_path)
+    with _store(settings).begin() as repo:
+        rows = repo.list_quarantine(run_id, limit)
+    table = Table(title="quarantine")
+    for col in ("id", "run", "connector", "stream", "source key", "reason"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*(str(x) if x is not None else "" for x in r))
+    Console(highlight=False).print(table)
+
+
+@main.command("connectors")
+@handle_errors
+def connectors_cmd() -> None:
+    """List the installed connector types."""
+    reg = Registry()
+    for name in reg.names():
+        try:
+            desc = reg.get(name).description
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
+            desc = f"(cannot load: {exc})"
+        click.echo(f"{name:20} {desc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""What a mapping produces from one raw source record: the engine's unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from itam_sync.model.canonical import EntityType
+
+
+@dataclass(slots=True)
+class Observation:
+    """One source record, mapped to canonical fields.
+
+    `fields` holds only canonical field names with normalised values (None/empty means "the source says
+    nothing"). `observed_at` is an ISO-8601 UTC string: when the source last saw this record.
+    """
+
+    entity: EntityType
+    stream: str
+    source_key: str
+    fields: dict[str, Any]
+    observed_at: str | None = None

@@ -1,0 +1,182 @@
+"""Where credentials go on a request: bearer, API-key header, basic, OAuth2 client credentials, SDK tokens.
+
+Auth is separate from paging and retrying. Token auths cache their token and expose `invalidate()`, which
+`HttpClient` calls once when a request gets a 401 so a revoked or rotated token is replaced. No object here
+puts a secret in its repr, its log lines or its exception messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import requests
+from requests.auth import AuthBase, HTTPBasicAuth
+
+from itam_sync.sdk.errors import Action, HttpError, RateLimitedError, TransientError, classify, redact_url
+
+log = logging.getLogger(__name__)
+
+# Refresh this long before the token expires, so a request never leaves with a token about to lapse.
+REFRESH_MARGIN = 60.0
+
+
+class HeaderAuth(AuthBase):
+    """Put a fixed value in a header, e.g. Okta: HeaderAuth("Authorization", "SSWS <token>")."""
+
+    def __init__(self, header: str, value: str) -> None:
+        self.header, self._value = header, value
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers[self.header] = self._value
+        return request
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(header={self.header!r}, value=***)"
+
+
+class BearerAuth(HeaderAuth):
+    """A static bearer token: `Authorization: Bearer <token>`."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__("Authorization", f"Bearer {token}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(token=***)"
+
+
+class BasicAuth(HTTPBasicAuth):
+    """HTTP basic auth (requests' own) with a repr that hides the password."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(username={self.username!r}, password=***)"
+
+
+class CachedTokenAuth(AuthBase):
+    """Base of token auths: fetch a token, reuse it until shortly before expiry, refetch on `invalidate()`.
+
+    Subclasses implement `fetch_token() -> (token, expires_in seconds or None)`; None means the lifetime is
+    unknown, so the token is kept until a 401 invalidates it.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, scheme: str = "Bearer") -> None:
+        self._clock, self._scheme = clock, scheme
+        self._token: str | None = None
+        self._expires_at: float | None = None
+        self._lock = threading.Lock()  # one refresh at a time if a connector pulls streams in threads
+
+    def fetch_token(self) -> tuple[str, float | None]:
+        """Get a fresh token and its lifetime in seconds."""
+        raise NotImplementedError
+
+    def token(self) -> str:
+        """The cached token, fetching a new one if there is none or it is about to expire."""
+        with self._lock:
+            now = self._clock()
+            if self._token is None or (self._expires_at is not None and now >= self._expires_at):
+                token, expires_in = self.fetch_token()
+                self._token = token
+                if expires_in is None:
+                    self._expires_at = None
+                else:  # short-lived tokens (< 2 min) would otherwise count as expired on arrival
+                    self._expires_at = now + expires_in - min(REFRESH_MARGIN, expires_in / 2)
+                log.debug("%s: fetched a token valid for %s s", type(self).__name__, expires_in)
+            return self._token
+
+    def invalidate(self) -> None:
+        """Drop the cached token so the next request fetches a new one (called on a 401)."""
+        with self._lock:
+            self._token = self._expires_at = None
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"{self._scheme} {self.token()}"
+        return request
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(token=***)"
+
+
+class TokenProviderAuth(CachedTokenAuth):
+    """Tokens from a vendor SDK (msal, google-auth, azure-identity), cached and refreshed here.
+
+    `provider()` returns (access_token, expires_in_seconds | None); e.g. for msal, call
+    `app.acquire_token_for_client(scopes)`, raise HttpError(kind="config") on "error", and return
+    `(result["access_token"], result["expires_in"])`.
+    """
+
+    def __init__(self, provider: Callable[[], tuple[str, float | None]], *,
+                 clock: Callable[[], float] = time.monotonic, scheme: str = "Bearer") -> None:
+        super().__init__(clock=clock, scheme=scheme)
+        self._provider = provider
+
+    def fetch_token(self) -> tuple[str, float | None]:
+        return self._provider()
+
+
+class OAuth2ClientCredentials(CachedTokenAuth):
+    """OAuth2 client-credentials grant: POST the form to `token_url`, cache the access token.
+
+    `auth_style="body"` sends client_id/client_secret in the form; "basic" sends them as HTTP basic auth
+    (RFC 6749 §2.3.1). `extra_form` adds fields (e.g. Okta's client_assertion, or a `resource`).
+    """
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str | None = None, *,
+                 scope: str | list[str] | None = None, extra_form: Mapping[str, str] | None = None,
+                 session: requests.Session | None = None, auth_style: Literal["body", "basic"] = "body",
+                 clock: Callable[[], float] = time.monotonic, timeout: tuple[float, float] = (5, 30)) -> None:
+        super().__init__(clock=clock)
+        self.token_url, self.client_id, self.auth_style = token_url, client_id, auth_style
+        self._client_secret = client_secret
+        self._scope = " ".join(scope) if isinstance(scope, list) else scope
+        self._extra_form = dict(extra_form or {})
+        self._session = session or requests.Session()
+        self._timeout = timeout
+
+    def fetch_token(self) -> tuple[str, float | None]:
+        form: dict[str, str] = {"grant_type": "client_credentials", **self._extra_form}
+        if self._scope:
+            form["scope"] = self._scope
+        basic = None
+        if self.auth_style == "basic":
+            basic = HTTPBasicAuth(self.client_id, self._client_secret or "")
+        else:
+            form["client_id"] = self.client_id
+            if self._client_secret is not None:
+                form["client_secret"] = self._client_secret
+        # Connection errors propagate as requests exceptions: HttpClient classifies and retries them.
+        response = self._session.post(self.token_url, data=form, auth=basic, timeout=self._timeout,
+                                      headers={"Accept": "application/json"})
+        url = redact_url(self.token_url)
+        decision = classify(response)
+        if decision.action is Action.WAIT:
+            raise RateLimitedError(f"token endpoint: {decision.message}", wait=decision.wait,
+                                   status=response.status_code, url=url)
+        if decision.action is Action.RETRY:
+            raise TransientError(f"token endpoint: {decision.message}", status=response.status_code, url=url)
+        if decision.action is not Action.OK:
+            raise HttpError(f"token request for client {self.client_id!r} refused ({response.status_code} "
+                            f"{_oauth_error(response)}); check token URL, client id/secret and scope",
+                            status=response.status_code, url=url, kind="config")
+        try:
+            body: Any = response.json()
+            token, expires_in = body["access_token"], body.get("expires_in")
+            return str(token), None if expires_in is None else float(expires_in)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise HttpError(f"token endpoint returned no access_token ({response.status_code})",
+                            status=response.status_code, url=url) from None
+
+    def __repr__(self) -> str:
+        url = redact_url(self.token_url)
+        return f"{type(self).__name__}(token_url={url!r}, client_id={self.client_id!r})"
+
+
+def _oauth_error(response: requests.Response) -> str:
+    """The RFC 6749 `error`/`error_description` of a refused token request (they carry no secrets)."""
+    try:
+        body = response.json()
+        return ": ".join(str(body[k]) for k in ("error", "error_description") if body.get(k))
+    except (ValueError, TypeError, AttributeError):
+        return ""

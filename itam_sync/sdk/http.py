@@ -1,0 +1,216 @@
+"""The one HTTP client every REST connector uses: session, timeouts, retries, paging, redacted logging.
+
+Retries come from tenacity and the `errors.classify` table: transient failures back off exponentially with
+jitter, throttling sleeps exactly what the server asked (Retry-After or a vendor reset header), and a 401
+on a token auth refreshes the token once. Nothing here logs headers, and URLs are logged redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.auth import AuthBase
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from itam_sync import __version__
+from itam_sync.sdk.errors import (
+    Action,
+    HttpError,
+    RateLimitedError,
+    TransientError,
+    classify,
+    redact_url,
+    snippet,
+)
+from itam_sync.sdk.pagination import PageRequest, Paginator, get_path
+
+log = logging.getLogger(__name__)
+
+
+class HttpClient:
+    """A `requests.Session` bound to a base URL and an auth, with retries, paging and redacted logging.
+
+    `sleep` and `clock` (wall clock, for epoch reset headers) are injectable so tests run without waiting.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        auth: AuthBase | None = None,
+        *,
+        timeout: float | tuple[float, float] = (5, 60),
+        max_attempts: int = 5,
+        max_wait: float = 300.0,
+        user_agent: str = f"itam-sync/{__version__}",
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        extra_headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        backoff: Callable[[RetryCallState], float] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self.timeout = timeout
+        self.max_attempts, self.max_wait = max_attempts, max_wait
+        self._owns_session = session is None
+        self.session = session or requests.Session()
+        self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
+        self.session.headers.update(extra_headers or {})
+        self.sleep, self._clock = sleep, clock  # public: tests swap `sleep` to assert waits
+        # 1 s, 2 s, 4 s ... up to 60 s, each plus up to 1 s of jitter so parallel workers don't retry in step.
+        self._backoff = backoff or wait_exponential_jitter(initial=1, max=60, jitter=1)
+
+    def url(self, path_or_url: str) -> str:
+        """An absolute URL is used verbatim; a path is appended to the base URL (keeping the base's path)."""
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return f"{self.base_url}/{path_or_url.lstrip('/')}"
+
+    def request(self, method: str, path_or_url: str, params: Mapping[str, Any] | None = None,
+                json: Any = None, data: Any = None,
+                headers: Mapping[str, str] | None = None) -> requests.Response:
+        """Send a request with retries; return a 2xx/3xx response or raise HttpError."""
+        url = self.url(path_or_url)
+        kwargs: dict[str, Any] = {"params": params, "json": json, "data": data, "headers": headers}
+        refreshed = False
+
+        def attempt() -> requests.Response:
+            nonlocal refreshed
+            response = self._send(method, url, kwargs)
+            invalidate = getattr(self.auth, "invalidate", None)
+            if response.status_code == 401 and callable(invalidate) and not refreshed:
+                # The token may have been revoked or rotated before its stated expiry: refresh once only,
+                # so bad credentials fail fast instead of hammering the token endpoint.
+                refreshed = True
+                log.info("401 from %s: refreshing the token and retrying once", redact_url(url))
+                invalidate()
+                response = self._send(method, url, kwargs)
+            return self._check(response)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((RateLimitedError, TransientError)),
+            sleep=self.sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except (RateLimitedError, TransientError) as exc:
+            last = f"HTTP {exc.status}" if exc.status else type(exc.__cause__).__name__
+            raise HttpError(f"gave up on {method} {redact_url(exc.url or url)} after {self.max_attempts} "
+                            f"attempts (last: {last})", status=exc.status, url=exc.url or url,
+                            kind="system") from exc
+
+    def _send(self, method: str, url: str, kwargs: dict[str, Any]) -> requests.Response:
+        started = time.perf_counter()
+        try:
+            response = self.session.request(method, url, auth=self.auth, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.debug("%s %s failed after %.0f ms: %s", method, redact_url(url), elapsed, type(exc).__name__)
+            decision = classify(exc)
+            if decision.action is Action.RETRY:
+                raise TransientError(f"{decision.message} ({redact_url(url)})", status=None, url=url) from exc
+            kind = "config" if decision.action is Action.FAIL_CONFIG else "system"
+            raise HttpError(f"{method} {redact_url(url)}: {decision.message}", url=url, kind=kind) from exc
+        elapsed = (time.perf_counter() - started) * 1000
+        log.debug("%s %s -> %d in %.0f ms", method, redact_url(response.url), response.status_code, elapsed)
+        return response
+
+    def _check(self, response: requests.Response) -> requests.Response:
+        decision = classify(response, max_wait=self.max_wait, clock=self._clock)
+        status, url = response.status_code, response.url
+        if decision.action is Action.OK:
+            return response
+        if decision.action is Action.WAIT:
+            raise RateLimitedError(decision.message, wait=decision.wait, status=status, url=url)
+        if decision.action is Action.RETRY:
+            raise TransientError(decision.message, status=status, url=url)
+        kind = "config" if decision.action is Action.FAIL_CONFIG else "system"
+        raise HttpError(decision.message, status=status, url=url, kind=kind)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimitedError) and exc.wait is not None:
+            return exc.wait  # the server said when: waiting less gets us throttled again
+        return float(self._backoff(state))
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.info("%s; retrying in %.1f s (attempt %d of %d)", exc, delay, state.attempt_number,
+                 self.max_attempts)
+
+    def get_json(self, path_or_url: str, params: Mapping[str, Any] | None = None,
+                 headers: Mapping[str, str] | None = None) -> Any:
+        """GET and decode JSON; a body that is not JSON raises HttpError."""
+        return self._json(self.request("GET", path_or_url, params=params, headers=headers))
+
+    @staticmethod
+    def _json(response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise HttpError(f"malformed page from {redact_url(response.url)} ({response.status_code}): "
+                            f"not JSON: {snippet(response, 120)!r}", status=response.status_code,
+                            url=response.url) from None
+
+    def paginate(self, path: str, paginator: Paginator, params: Mapping[str, Any] | None = None,
+                 records_path: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Yield the records of every page, fetching each page only when the previous one is consumed.
+
+        `records_path` is a dotted path to the list of records in each body (None: the body is the list).
+        A page that is not JSON or holds no list there raises HttpError rather than reading as "no records"
+        (which on a full run would mark everything missing).
+        """
+        first = paginator.first(self.url(path), dict(params or {}))
+        origin = urlsplit(first.url)[:2]
+        page: PageRequest | None = first
+        seen: set[tuple[str, str]] = set()
+        while page is not None:
+            if page.key() in seen:
+                raise HttpError(f"pagination loop: {redact_url(page.url)} was already fetched in this run",
+                                url=page.url)
+            if urlsplit(page.url)[:2] != origin:  # a next link must not carry our credentials elsewhere
+                raise HttpError(f"refusing to follow a next link to another host: {redact_url(page.url)}",
+                                url=page.url)
+            seen.add(page.key())
+            response = self.request("GET", page.url, params=page.params, headers=headers)
+            body = self._json(response)
+            records = body if records_path is None else get_path(body, records_path)
+            if not isinstance(records, list):
+                raise HttpError(f"malformed page from {redact_url(response.url)}: no list at "
+                                f"{records_path or 'the top level'}: {snippet(response, 120)!r}",
+                                status=response.status_code, url=response.url)
+            yield from records
+            if not records and paginator.stop_on_empty:
+                return
+            page = paginator.next(response, body, page, len(records))
+
+    def close(self) -> None:
+        """Close the session if this client created it."""
+        if self._owns_session:
+            self.session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"HttpClient(base_url={redact_url(self.base_url)!r}, auth={self.auth!r})"

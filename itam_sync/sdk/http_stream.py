@@ -1,0 +1,62 @@
+"""Declarative REST streams: say where the records are and how they page; `HttpClient` does the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+from itam_sync.sdk.connector import ConnectorError, Stream, StreamState
+from itam_sync.sdk.http import HttpClient
+from itam_sync.sdk.pagination import Paginator
+
+
+class HttpStream(Stream):
+    """A stream read with `GET path`, paged by `paginator`, records found at `records_path`.
+
+    Contract: the owning connector has an attribute `http` holding an `HttpClient` (base URL, auth, retries
+    configured from its settings); this class only says which path to read and how it pages. Example::
+
+        class OktaUsers(HttpStream):
+            name = "users"
+            path = "/api/v1/users"
+            paginator = LinkHeaderPaginator()
+            cursor_field = "lastUpdated"
+
+            def params(self, state: StreamState) -> dict[str, Any]:
+                p: dict[str, Any] = {"limit": 200}
+                if state.cursor and not state.full:
+                    p["filter"] = f'lastUpdated gt "{state.cursor}"'
+                return p
+
+    `paginator` may be an instance (paginators are immutable: the position lives in each page request, so
+    one instance is safe to share across runs) or a zero-argument factory such as the class itself.
+    """
+
+    path: ClassVar[str]
+    paginator: ClassVar[Paginator | Callable[[], Paginator]] = Paginator()
+    records_path: ClassVar[str | None] = None  # dotted path to the record list; None: the body is the list
+
+    def params(self, state: StreamState) -> dict[str, Any]:
+        """Query params of the first request (filters, page size, the incremental cursor)."""
+        return {}
+
+    def headers(self, state: StreamState) -> dict[str, str]:
+        """Extra request headers (e.g. Graph's `ConsistencyLevel: eventual`)."""
+        return {}
+
+    def request_path(self, state: StreamState) -> str:
+        """The path (or absolute URL) of the first request; override when it depends on settings."""
+        return self.path
+
+    def make_paginator(self) -> Paginator:
+        """A paginator for this run. Read from the class so a plain function is not bound as a method."""
+        spec = type(self).paginator
+        return spec if isinstance(spec, Paginator) else spec()
+
+    def records(self, state: StreamState) -> Iterator[dict[str, Any]]:
+        http = getattr(self.connector, "http", None)
+        if not isinstance(http, HttpClient):
+            raise ConnectorError(f"{type(self.connector).__name__} must set `self.http` to an HttpClient "
+                                 f"to use HttpStream {self.name!r}", kind="system")
+        yield from http.paginate(self.request_path(state), self.make_paginator(), params=self.params(state),
+                                 records_path=self.records_path, headers=self.headers(state) or None)

@@ -1,0 +1,58 @@
+"""Microsoft identity platform tokens (Graph, Defender) through msal, behind the shared token cache.
+
+msal speaks `requests`, so tests fake it with `responses`: the OIDC discovery GET
+`{authority}/v2.0/.well-known/openid-configuration` and the token POST `{authority}/oauth2/v2.0/token`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import msal
+import requests
+
+from itam_sync.sdk.auth import TokenProviderAuth
+from itam_sync.sdk.connector import ConnectorError
+
+log = logging.getLogger(__name__)
+
+
+class MsalClientCredentials(TokenProviderAuth):
+    """App-only (client credentials) tokens for one resource scope, e.g. https://graph.microsoft.com/.default.
+
+    `authority_host` is a setting so national clouds work (login.microsoftonline.us, login.chinacloudapi.cn).
+    """
+
+    def __init__(self, tenant_id: str, client_id: str, client_secret: str, scope: str, *,
+                 authority_host: str = "https://login.microsoftonline.com", clock: Callable[[], float] = time.monotonic,
+                 session: requests.Session | None = None) -> None:
+        self._app = msal.ConfidentialClientApplication(
+            client_id, client_credential=client_secret,
+            authority=f"{authority_host.rstrip('/')}/{tenant_id}",
+            http_client=session, instance_discovery=False)
+        self._scope = scope
+        super().__init__(self._acquire, clock=clock)
+
+    def _acquire(self) -> tuple[str, float | None]:
+        try:
+            result = self._app.acquire_token_for_client(scopes=[self._scope])
+        except (requests.RequestException, ValueError) as exc:
+            raise ConnectorError(f"cannot reach the Microsoft token endpoint: {type(exc).__name__}") from exc
+        if "access_token" not in result:
+            # error_description names the problem (bad secret, missing consent) and never holds the secret.
+            desc = str(result.get("error_description", "")).splitlines()[0]
+            raise ConnectorError(f"Microsoft token request refused: {result.get('error')}: {desc} "
+                                 "(fix: check tenant_id, client_id, the client secret and admin consent)",
+                                 kind="config")
+        return result["access_token"], float(result.get("expires_in", 3599))
+
+    def invalidate(self) -> None:
+        super().invalidate()
+        # msal caches too; drop its tokens so the next call really asks for a new one.
+        for acct_token in self._app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+            self._app.token_cache.remove_at(acct_token)
+
+    def __repr__(self) -> str:
+        return f"MsalClientCredentials(scope={self._scope!r})"

@@ -1,0 +1,332 @@
+"""YAML config -> validated settings.
+
+Problems are reported with the file, line and key that caused them and a hint on how to fix them.
+Secrets stay references (`${env:NAME}`, `${file:/path}`) in the settings; `resolve_secrets` turns them into
+values only when a connector is built, so they never reach the database, the merge log or the logs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from itam_sync.model.canonical import FIELDS, EntityType
+
+SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """'30d' -> seconds. Units: s, m, h, d, w."""
+    m = DURATION.match(text)
+    if not m:
+        raise ValueError(f"bad duration {text!r}: use a number and a unit, e.g. 12h, 30d, 2w")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreConfig(_Model):
+    """Where golden records, staged source records and the merge log live."""
+
+    url: str = "sqlite:///itam.db"
+
+
+class ConnectorConfig(_Model):
+    """A named instance of a connector type, with its own state, cursor and cleanup scope."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    type: str
+    enabled: bool = True
+    schedule: str | None = None  # cron ("*/30 * * * *") or an interval ("every 15m"); used by `serve`
+    mapping: str | None = None  # mapping file; default <mappings_dir>/<type>.yaml
+    deletion_guard: float | None = Field(default=None, ge=0, le=1)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v.startswith("every "):
+            parse_duration(v[6:])
+        elif len(v.split()) != 5:
+            raise ValueError("schedule must be a 5-field cron expression or 'every <duration>' (e.g. every 15m)")
+        return v
+
+
+class IdentityConfig(_Model):
+    """Match keys and junk filters for identity resolution."""
+
+    asset_keys: list[str] = Field(
+        default_factory=lambda: ["instance_id", "serial_number", "hardware_uuid", "imei", "mac_addresses"])
+    person_keys: list[str] = Field(default_factory=lambda: ["employee_id", "email", "email_aliases"])
+    subscription_keys: list[str] = Field(default_factory=lambda: ["sku_id", "product"])
+    hostname_weak_key: bool = False  # join on hostname only when no strong key matched
+    junk_serials: list[str] = Field(default_factory=list)  # added to the built-in list
+    non_matching_macs: list[str] = Field(default_factory=list)  # MACs or OUI prefixes (dock, adapter)
+
+
+class FieldRuleConfig(_Model):
+    """Per-field precedence: source order, freshness window and strategy."""
+
+    order: list[str] | None = None
+    freshness: str | None = None
+    strategy: Literal["precedence", "latest", "union"] | None = None
+
+    @field_validator("freshness")
+    @classmethod
+    def _check_freshness(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+
+class EntityPrecedence(_Model):
+    default: list[str] | None = None
+    freshness: str | None = None
+    fields: dict[str, FieldRuleConfig] = Field(default_factory=dict)
+
+    @field_validator("freshness")
+    @classmethod
+    def _check_freshness(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+
+class PrecedenceConfig(_Model):
+    """Which source wins, per entity and field. `manual` overrides always sit above every source."""
+
+    default: list[str] = Field(default_factory=list)
+    asset: EntityPrecedence = Field(default_factory=EntityPrecedence)
+    person: EntityPrecedence = Field(default_factory=EntityPrecedence)
+    subscription: EntityPrecedence = Field(default_factory=EntityPrecedence)
+
+    def for_entity(self, entity: EntityType) -> EntityPrecedence:
+        return {EntityType.ASSET: self.asset, EntityType.PERSON: self.person,
+                EntityType.SUBSCRIPTION: self.subscription}[entity]
+
+
+class SyncConfig(_Model):
+    deletion_guard: float = Field(default=0.10, ge=0, le=1)  # largest share a full run may mark missing
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+
+
+class Settings(_Model):
+    """The whole config file."""
+
+    version: int = 1
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    mappings_dir: str = "mappings"
+    connectors: list[ConnectorConfig] = Field(default_factory=list)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    precedence: PrecedenceConfig = Field(default_factory=PrecedenceConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+
+    # Not part of the YAML: where it was read from (for relative paths and messages).
+    source_path: str | None = Field(default=None, exclude=True)
+
+    def connector(self, name: str) -> ConnectorConfig:
+        for c in self.connectors:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.connectors) or "none"
+        raise ConfigError([f"no connector named {name!r} in the config (configured: {known})"])
+
+    def base_dir(self) -> Path:
+        return Path(self.source_path).resolve().parent if self.source_path else Path.cwd()
+
+    def mapping_path(self, conn: ConnectorConfig, default_name: str) -> Path:
+        """The mapping file of a connector: its `mapping:`, else <mappings_dir>/<instance name>.yaml when that
+        exists (a per-instance variant), else <mappings_dir>/<type>.yaml."""
+        if conn.mapping:
+            return self._resolve_path(conn.mapping)
+        base = self._resolve_path(self.mappings_dir)
+        own = base / f"{conn.name}.yaml"
+        return own if own.exists() else base / f"{default_name}.yaml"
+
+    def _resolve_path(self, p: str) -> Path:
+        path = Path(p)
+        if path.is_absolute() or path.exists():
+            return path
+        # Relative paths work from the working directory or from the project root next to config/.
+        for base in (self.base_dir(), self.base_dir().parent):
+            if (base / path).exists():
+                return base / path
+        return path
+
+    def connector_types(self) -> dict[str, str]:
+        return {c.name: c.type for c in self.connectors}
+
+
+class ConfigError(Exception):
+    """A config file is wrong; `problems` lists every problem found, each with where and how to fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class LoadedConfig:
+    settings: Settings
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[path + (key,)] = k.start_mark.line + 1
+            _node_lines(v, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _node_lines(v, path + (i,), out)
+
+
+def line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    """The YAML line of `loc`, or of its nearest parent that has one."""
+    for n in range(len(loc), -1, -1):
+        if tuple(loc[:n]) in lines:
+            return lines[tuple(loc[:n])]
+    return None
+
+
+def _hint(msg: str, loc: tuple[Any, ...]) -> str:
+    if "Extra inputs are not permitted" in msg:
+        return "remove it or check its spelling"
+    if "Field required" in msg:
+        return "add it"
+    return ""
+
+
+def format_problem(file: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...], msg: str,
+                   hint: str = "") -> str:
+    line = line_of(lines, loc)
+    where = f"{file}:{line}" if line else file
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    text = f"{where}: {key}: {msg}"
+    return f"{text} (fix: {hint})" if hint else text
+
+
+def load_settings(path: str | Path) -> LoadedConfig:
+    """Read and validate a config file; raise ConfigError naming every problem with file and line."""
+    path = Path(path)
+    file = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read config: {exc.strerror}"]) from exc
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else file
+        raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from exc
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _node_lines(node, (), lines)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file}:1: the config must be a mapping of sections (store, connectors, ...)"])
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(format_problem(file, lines, loc, msg, _hint(err["msg"], loc)))
+        raise ConfigError(problems) from None
+    settings.source_path = file
+    loaded = LoadedConfig(settings=settings, lines=lines)
+    problems = _semantic_problems(loaded, file)
+    if problems:
+        raise ConfigError(problems)
+    return loaded
+
+
+def _semantic_problems(loaded: LoadedConfig, file: str) -> list[str]:
+    s, lines = loaded.settings, loaded.lines
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, c in enumerate(s.connectors):
+        if c.name in seen:
+            problems.append(format_problem(file, lines, ("connectors", i, "name"),
+                                           f"duplicate connector name {c.name!r}", "give each instance its own name"))
+        seen.add(c.name)
+    sources = seen | {"manual"} | {c.type for c in s.connectors}
+    for ent in EntityType:
+        prec = s.precedence.for_entity(ent)
+        for fname, rule in prec.fields.items():
+            if fname not in FIELDS[ent]:
+                close = difflib.get_close_matches(fname, FIELDS[ent], n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else f"known fields: {', '.join(FIELDS[ent])}"
+                problems.append(format_problem(file, lines, ("precedence", ent.value, "fields", fname),
+                                               f"unknown {ent.value} field {fname!r}", hint))
+            for src in rule.order or []:
+                if src not in sources:
+                    loaded.warnings.append(format_problem(
+                        file, lines, ("precedence", ent.value, "fields", fname, "order"),
+                        f"source {src!r} is not a configured connector name or type"))
+    for src in s.precedence.default:
+        if src not in sources:
+            loaded.warnings.append(format_problem(file, lines, ("precedence", "default"),
+                                                  f"source {src!r} is not a configured connector name or type"))
+    for i, c in enumerate(s.connectors):
+        for ref_kind, ref in _secret_refs(c.settings):
+            if ref_kind == "env" and ref not in os.environ:
+                loaded.warnings.append(format_problem(
+                    file, lines, ("connectors", i, "settings"),
+                    f"environment variable {ref} is not set (needed at run time)"))
+            elif ref_kind == "file" and not Path(ref).exists():
+                loaded.warnings.append(format_problem(
+                    file, lines, ("connectors", i, "settings"), f"secret file {ref} does not exist"))
+    return problems
+
+
+def _secret_refs(value: Any) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(m.group(1), m.group(2)) for m in SECRET_REF.finditer(value)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _secret_refs(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _secret_refs(v)]
+    return []
+
+
+def resolve_secrets(value: Any, where: str = "settings") -> Any:
+    """Replace ${env:X} and ${file:P} references with their values (at run time only)."""
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            kind, ref = m.group(1), m.group(2)
+            if kind == "env":
+                if ref not in os.environ:
+                    raise ConfigError([f"{where}: environment variable {ref} is not set "
+                                       f"(fix: export {ref}=... before running)"])
+                return os.environ[ref]
+            try:
+                return Path(ref).read_text().strip()
+            except OSError as exc:
+                raise ConfigError([f"{where}: cannot read secret file {ref}: {exc.strerror}"]) from exc
+        return SECRET_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: resolve_secrets(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_secrets(v, where) for v in value]
+    return value

@@ -1,0 +1,37 @@
+"""The store: golden records, staged source records, runs, conflicts and the merge log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine
+
+from itam_sync.store.db import open_engine
+from itam_sync.store.repository import Repository
+
+
+class Store:
+    """An opened, migrated store. Use `begin()` for a transaction with a Repository."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        return cls(open_engine(url))
+
+    @contextmanager
+    def begin(self, immediate: bool = False) -> Iterator[Repository]:
+        """A transaction; `immediate` takes SQLite's write lock up front (sync runs, operator edits)."""
+        with self.engine.connect() as conn:
+            if immediate:
+                conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield Repository(conn)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = ["Repository", "Store"]

@@ -1,0 +1,157 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations (store/migrations) create and move it.
+
+JSON payloads are stored as TEXT written by the repository: it keeps one code path for SQLite and
+PostgreSQL and lets the hot path hand pre-serialised strings straight to executemany.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+sync_runs = Table(
+    "sync_runs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("connector", String(100), nullable=False, index=True),
+    Column("connector_type", String(100), nullable=False),
+    Column("mode", String(20), nullable=False),  # full | incremental | merge | manual
+    Column("status", String(20), nullable=False),  # running | success | guarded | failed | interrupted
+    Column("started_at", String(32), nullable=False),
+    Column("finished_at", String(32)),
+    Column("duration_s", Float),
+    Column("counts", Text, nullable=False, default="{}"),  # JSON: per stream seen/new/changed/...
+    Column("error", Text),
+    Column("pid", Integer),
+    Column("host", String(255)),
+)
+
+connector_state = Table(
+    "connector_state", metadata,
+    Column("connector", String(100), primary_key=True),
+    Column("stream", String(100), primary_key=True),
+    Column("cursor", Text),  # JSON
+    Column("run_id", Integer),
+    Column("updated_at", String(32)),
+)
+
+source_records = Table(
+    "source_records", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("connector", String(100), nullable=False),
+    Column("stream", String(100), nullable=False),
+    Column("source_key", String(512), nullable=False),
+    Column("entity_type", String(20), nullable=False),
+    Column("entity_id", Integer, index=True),
+    Column("content_hash", String(32), nullable=False),
+    Column("raw", Text, nullable=False),  # the raw record, so a mapping change re-maps without an API call
+    Column("fields", Text, nullable=False),  # JSON: canonical fields as mapped
+    Column("match_keys", Text, nullable=False, default="[]"),  # JSON list of "kind:value"
+    Column("observed_at", String(32)),
+    Column("first_seen_run", Integer),
+    Column("last_seen_run", Integer),
+    Column("missing", Boolean, nullable=False, default=False),
+    Column("missing_since", String(32)),
+    UniqueConstraint("connector", "stream", "source_key", name="uq_source_record"),
+)
+
+entities = Table(
+    "entities", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_type", String(20), nullable=False, index=True),
+    Column("golden", Text, nullable=False, default="{}"),  # JSON: field -> {"v": value, "s": source, "at": observed_at}
+    Column("status", String(20), nullable=False, default="active"),  # active | missing | merged
+    Column("merged_into", Integer),
+    Column("created_run", Integer),
+    Column("updated_run", Integer),
+    Column("created_at", String(32)),
+    Column("updated_at", String(32)),
+)
+
+entity_keys = Table(
+    "entity_keys", metadata,
+    Column("entity_type", String(20), primary_key=True),
+    Column("key", String(600), primary_key=True),  # "serial_number:C02FK1ABQ6L4"
+    Column("entity_id", Integer, nullable=False, index=True),
+)
+
+conflicts = Table(
+    "conflicts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer),
+    Column("entity_type", String(20), nullable=False),
+    Column("record_id", Integer, nullable=False),
+    Column("key", String(600), nullable=False),
+    Column("entity_id", Integer),  # the entity the record was linked to instead
+    Column("other_entity_id", Integer, nullable=False),  # the entity the key pointed at
+    Column("reason", Text, nullable=False),
+    Column("status", String(20), nullable=False, default="open"),  # open | resolved
+    Column("created_at", String(32)),
+    UniqueConstraint("record_id", "key", "other_entity_id", name="uq_conflict"),
+)
+
+manual_links = Table(
+    "manual_links", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("record_id", Integer, nullable=False, unique=True),
+    Column("entity_id", Integer, nullable=False),  # the record is pinned to this entity
+    Column("action", String(10), nullable=False),  # link | unlink
+    Column("reason", Text),
+    Column("actor", String(255)),
+    Column("created_at", String(32)),
+)
+
+overrides = Table(
+    "overrides", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_id", Integer, nullable=False, index=True),
+    Column("field", String(100), nullable=False),
+    Column("value", Text, nullable=False),  # JSON
+    Column("reason", Text, nullable=False),
+    Column("actor", String(255)),
+    Column("created_at", String(32), nullable=False),
+    Column("expires_at", String(32)),
+    Column("active", Boolean, nullable=False, default=True),
+)
+
+quarantine = Table(
+    "quarantine", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, index=True),
+    Column("connector", String(100), nullable=False),
+    Column("stream", String(100), nullable=False),
+    Column("source_key", String(512)),
+    Column("reason", Text, nullable=False),
+    Column("raw", Text),
+    Column("created_at", String(32)),
+)
+
+merge_log = Table(
+    "merge_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, index=True),
+    Column("at", String(32), nullable=False),
+    Column("entity_type", String(20), nullable=False),
+    Column("entity_id", Integer, nullable=False),
+    Column("action", String(12), nullable=False),  # set | clear | link | merge | unlink | conflict | missing
+    Column("field", String(100)),
+    Column("old_value", Text),  # JSON
+    Column("new_value", Text),  # JSON
+    Column("source", String(100)),
+    Column("rule", Text),
+    Column("actor", String(255)),
+)
+
+Index("ix_merge_log_entity", merge_log.c.entity_id, merge_log.c.id)
+Index("ix_source_records_conn", source_records.c.connector, source_records.c.missing)
