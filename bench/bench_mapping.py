@@ -34,7 +34,9 @@ streams:
       os_name: operatingSystem
       os_version: osVersion
       last_seen: lastSyncDateTime
-      mdm_managed: {from: managementState, transforms: [{map: {managed: true, retired: false}, default: false}]}
+      mdm_managed:
+        from: managementState
+        transforms: [{map: {managed: true, retired: false}, default: false}]
       assigned_to: {from: [userPrincipalName, emailAddress], transforms: [email]}
 """
 

@@ -21,7 +21,7 @@ from itam_sync.mapping.loader import MappingLoadError
 from itam_sync.model.canonical import FIELDS, EntityType
 from itam_sync.operations import OperationError
 from itam_sync.registry import Registry, UnknownConnectorType
-from itam_sync.runner import RunResult, SyncFailed, run_connector
+from itam_sync.runner import RunResult, SyncFailed, merge_pending, run_connector
 from itam_sync.settings import ConfigError, Settings, load_settings
 from itam_sync.store import Store
 
@@ -178,10 +178,14 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
         for n in names:
             try:
                 results.append(run_connector(settings, n, full=full, allow_shrink=allow_shrink, store=store,
-                                             registry=registry, progress=on_progress))
+                                             registry=registry, progress=on_progress, merge=False))
             except SyncFailed as exc:
                 console.print(f"[red]error:[/red] {exc}")
                 failed.append(n)
+        # One merge after every connector staged: an entity seen by several sources is merged once.
+        merge_task = progress.add_task("merging golden records", total=None)
+        merged = merge_pending(settings, store)
+        progress.update(merge_task, completed=merged.entities)
     table = Table(title="sync runs")
     for col in ("run", "connector", "mode", "status", "seen", "new", "changed", "unchanged", "quarantined",
                 "missing", "conflicts", "seconds"):
@@ -195,10 +199,43 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                       str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.2f}")
     if not quiet:
         Console(highlight=False).print(table)
+        Console(highlight=False).print(f"merged {merged.entities} entities: {merged.changed_entities} changed, "
+                                       f"{merged.log_rows} merge-log rows")
     for r in results:
         if r.status == "guarded":
             console.print(f"[yellow]guarded:[/yellow] {r.connector}: {r.message}")
     store.close()
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@config_option
+@click.option("--connector", "connectors", multiple=True, help="Check only this connector (repeatable).")
+@handle_errors
+def check(config_path: str, connectors: tuple[str, ...]) -> None:
+    """Connect to each source and read one record per stream (no writes); exit 1 if any fails."""
+    from itam_sync.runner import build_connector
+    from itam_sync.sdk.connector import ConnectorError
+
+    settings = _settings(config_path)
+    registry = Registry()
+    names = list(connectors) or [c.name for c in settings.connectors if c.enabled]
+    out = Console(highlight=False)
+    failed = 0
+    for n in names:
+        conn = None
+        try:
+            conn = build_connector(settings, settings.connector(n), registry)
+            seen = conn.check()
+            detail = ", ".join(f"{s}: {'ok' if k else 'empty'}" for s, k in seen.items())
+            out.print(f"[green]ok[/green]    {n}: {detail}")
+        except (ConnectorError, ConfigError) as exc:
+            failed += 1
+            out.print(f"[red]fail[/red]  {n}: {str(exc).splitlines()[0]}")
+        finally:
+            if conn is not None:
+                conn.close()
     if failed:
         sys.exit(1)
 
@@ -443,12 +480,12 @@ def export(config_path: str, entity_name: str, fmt: str, output: str | None) -> 
                 keys = repo.source_keys_of([b[0] for b in batch])
                 for eid, golden, status in batch:
                     if writer:
-                        writer.writerow([eid, status, *(_cell(golden.get(f, {}).get("v")) for f in fields),
+                        writer.writerow([eid, status, *(_cell(golden[f][0] if f in golden else None) for f in fields),
                                          ";".join(keys.get(eid, []))])
                     else:
                         rec = {"id": eid, "type": etype.value, "status": status,
-                               "fields": {f: golden[f]["v"] for f in fields if f in golden},
-                               "field_sources": {f: golden[f]["s"] for f in fields if f in golden},
+                               "fields": {f: golden[f][0] for f in fields if f in golden},
+                               "field_sources": {f: golden[f][1] for f in fields if f in golden},
                                "sources": keys.get(eid, [])}
                         fh.write(("\n" if first else ",\n") + json.dumps(rec))
                         first = False

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 # Kinds where one real thing has exactly one value: two different values mean two different things.
 SINGLE_VALUED: dict[EntityType, frozenset[str]] = {
-    EntityType.ASSET: frozenset({"instance_id", "serial_number", "hardware_uuid", "imei"}),
+    EntityType.ASSET: frozenset({"instance_id", "serial_number", "hardware_uuid", "entra_device_id", "udid",
+                                 "imei"}),
     EntityType.PERSON: frozenset({"employee_id"}),
     EntityType.SUBSCRIPTION: frozenset({"sku_id"}),
 }

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from itam_sync.identity import IdentityPolicy, RecordToResolve, resolve
 from itam_sync.mapping.engine import MappingError
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.merge.apply import apply_merge
+from itam_sync.merge.apply import MergeStats, apply_merge
 from itam_sync.merge.rules import Rules, iso
 from itam_sync.model.canonical import EntityType
 from itam_sync.registry import Registry
@@ -185,8 +185,15 @@ class _Staging:
 
 def run_connector(settings: Settings, name: str, *, full: bool = False, allow_shrink: bool = False,
                   store: Store | None = None, registry: Registry | None = None,
-                  progress: Progress | None = None, actor: str | None = None) -> RunResult:
-    """Run one sync of connector `name`. Raises SyncFailed (with the run recorded as failed) on error."""
+                  progress: Progress | None = None, actor: str | None = None, merge: bool = True) -> RunResult:
+    """Run one sync of connector `name`. Raises SyncFailed (with the run recorded as failed) on error.
+
+    Staging (pull, map, stage, identity, missing marks, cursor) commits as one transaction that also queues
+    the touched entities; the merge of that queue follows in a second transaction (`merge_pending`). With
+    merge=False the caller merges once after several connectors (what `itam-sync run` does), so an entity
+    seen by four sources is merged once, not four times. A crash between the two loses nothing: the queue
+    is durable and drained by the next merge.
+    """
     registry = registry or Registry()
     conn_cfg = settings.connector(name)
     if not conn_cfg.enabled:
@@ -223,9 +230,34 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
     finally:
         if connector is not None:
             connector.close()
+    try:
+        if merge:
+            merge_pending(settings, store, actor=actor)
+    except Exception as exc:
+        # The staged data and the queue are committed; the next run or `itam-sync merge` retries the merge.
+        raise SyncFailed(f"sync of {name!r} staged (run {run_id}) but the merge failed: {_one_line(exc)}; "
+                         "the queued entities are kept and merged by the next run", run_id) from exc
+    finally:
         if own_store:
             store.close()
     return RunResult(run_id, name, mode, status, counts, message, duration)
+
+
+def merge_pending(settings: Settings, store: Store, actor: str | None = None) -> MergeStats:
+    """Merge every queued (dirty) entity and entities whose overrides expired: golden records + merge log."""
+    at = now_iso()
+    t0 = time.perf_counter()
+    with store.begin(immediate=True) as repo:
+        ids = repo.dirty_ids()
+        expired = repo.expired_override_entities(at)
+        if not ids and not expired:
+            return MergeStats()
+        run_id = repo.create_run("(merge)", "merge", "merge", at, os.getpid(), socket.gethostname())
+        rules = Rules(settings.precedence, settings.connector_types(), datetime.now(UTC))
+        stats = apply_merge(repo, ids + expired, rules, run_id, at, actor=actor)
+        repo.clear_dirty(ids)
+        repo.finish_run(run_id, "success", now_iso(), time.perf_counter() - t0, {"_total": stats.as_dict()}, None)
+    return stats
 
 
 def _one_line(exc: BaseException) -> str:
@@ -307,14 +339,11 @@ def _sync(repo: Repository, settings: Settings, conn_cfg: ConnectorConfig, conne
         elif unseen:
             stage.dirty.update(repo.mark_missing(unseen, at))
             missing = len(unseen)
-    stage.dirty.update(repo.expired_override_entities(at))
-    rules = Rules(settings.precedence, settings.connector_types(), datetime.now(UTC))
-    merged = apply_merge(repo, sorted(stage.dirty), rules, run_id, at, actor=actor)
+    repo.add_dirty(stage.dirty, run_id)
     for sname, cur in new_cursors.items():
         repo.save_cursor(name, sname, cur, run_id, at)
     counts["_total"] = {"missing_marked": missing, "quarantined": len(quarantined), "conflicts": stage.conflicts,
-                        "entities_merged": merged.entities, "entities_changed": merged.changed_entities,
-                        "log_rows": merged.log_rows + stage.log_rows}
+                        "entities_touched": len(stage.dirty), "log_rows": stage.log_rows}
     return status, message
 
 

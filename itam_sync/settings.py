@@ -69,7 +69,8 @@ class IdentityConfig(_Model):
     """Match keys and junk filters for identity resolution."""
 
     asset_keys: list[str] = Field(
-        default_factory=lambda: ["instance_id", "serial_number", "hardware_uuid", "imei", "mac_addresses"])
+        default_factory=lambda: ["instance_id", "serial_number", "hardware_uuid", "entra_device_id", "udid", "imei",
+                                 "mac_addresses"])
     person_keys: list[str] = Field(default_factory=lambda: ["employee_id", "email", "email_aliases"])
     subscription_keys: list[str] = Field(default_factory=lambda: ["sku_id", "product"])
     hostname_weak_key: bool = False  # join on hostname only when no strong key matched

@@ -6,13 +6,16 @@ constants are evaluated, and each field becomes one closure. `StreamMapping.map`
 over those closures; the target is ~1M records per run at well under 10us per record.
 
 Behaviour, in one place:
-- A field's expressions are tried in order; the first non-empty result is used ("", [] and None are
-  empty). A JMESPath function given the wrong type (e.g. `join` over a missing name) counts as empty,
-  so the next alternative is tried.
-- The field's transforms run in order; a transform yielding None stops the chain: the field is absent.
-- Then the canonical field kind is enforced (text, enum choice, date, number, ...), unless the last
-  transform already produced that kind's canonical form. Values that cannot be read fail the record
-  with a `MappingError` naming the field, the expression, the failing step and the value.
+- A field's value comes from its expression, run through its transforms in order, then through the
+  canonical field kind's check (text, enum choice, date, number, ...; skipped when the last transform
+  already yields that kind's canonical form). A transform yielding None stops the chain.
+- With several expressions (`from: [a, b]`), each is tried in that order through the whole chain and
+  the first non-empty result wins, so a junk value ("To Be Filled By O.E.M.") gives way to the next
+  source field just as a missing one does. "", [], None and blank strings are empty. A JMESPath
+  function given the wrong type (e.g. `join` over a missing name) counts as empty.
+- Values that cannot be read (a non-date in a date field, "abc" as a cost, an enum value outside its
+  choices) fail the record with a `MappingError` naming the field, the expression, the failing step
+  and the value; the run decides whether to skip or stop.
 - Empty results are omitted from `Observation.fields`: the source says nothing about that field.
 - `source_key` is required (a record without one fails); `observed_at` is optional ISO UTC.
 """
@@ -327,7 +330,8 @@ class FieldRule:
             check = self._final_check()
             return v if check is None else check(v)
         except TransformError as e:
-            raise MappingError(f"field {self.name!r} ({self.source_text()}): {e.message}: {e.value!r}") from e
+            raise MappingError(f"constant {self.constant!r} does not fit {self.spec.kind.value} field "
+                               f"{self.name!r}: {e.message}: {e.value!r}") from e
 
     def compile(self) -> Callable[[Any], Any]:
         """The per-record closure: raw record -> canonical value or None. Raises `TransformError`."""
@@ -388,44 +392,60 @@ class FieldRule:
             return one
 
         def general(r: Any) -> Any:
-            v = None
+            # Each alternative runs through the whole chain: one whose value normalises to nothing
+            # (a junk serial, a placeholder date) gives way to the next, like a missing one.
             for g in getters:
                 v = g(r)
-                if not (v is None or v == "" or v == []):
-                    break
-            else:
-                return None
-            for t in transforms:
-                v = t(v)
-                if v is None:
-                    return None
-            if v == "" or v == []:
-                return None
-            return v if check is None else check(v)
+                if v is None or v == "" or v == [] or (type(v) is str and v.isspace()):
+                    continue
+                for t in transforms:
+                    v = t(v)
+                    if v is None:
+                        break
+                if v is None or v == "" or v == []:
+                    continue
+                if check is not None:
+                    v = check(v)
+                    if v is None:
+                        continue
+                return v
+            return None
 
         return general
 
     def diagnose(self, raw: Any, error: TransformError) -> str:
-        """Explain a failure on `raw` (slow path, only after an error): which step saw which value."""
-        step_label = "the field kind check"
-        value: Any = error.value
+        """Explain a failure on `raw` (slow path, only after an error): which expression and step saw
+        which value. Replays the evaluation order of `compile()`; the first step that raises is the one."""
+        step_label, value, source = "the field kind check", error.value, self.source_text()
         try:
-            v = None
-            for e in self.expressions:
-                v = compile_expression(e)(raw)
-                if not _empty(v):
+            transforms = self._transforms()
+            check = self._final_check()
+            for expr in self.expressions:
+                v = compile_expression(expr)(raw)
+                if _empty(v) or (isinstance(v, str) and v.isspace()):
+                    continue
+                failed = False
+                for step, t in zip(self.steps, transforms, strict=True):
+                    try:
+                        v = t(v)
+                    except TransformError as te:
+                        step_label, value, failed = f"transform {step.label()}", te.value, True
+                        break
+                    if v is None:
+                        break
+                if not failed and not _empty(v) and check is not None:
+                    try:
+                        v = check(v)
+                    except TransformError as te:
+                        value, failed = te.value, True
+                if failed:
+                    source = repr(expr)
                     break
-            for step, t in zip(self.steps, self._transforms(), strict=True):
-                try:
-                    v = t(v)
-                except TransformError as te:
-                    step_label, value = f"transform {step.label()}", te.value
-                    break
-                if v is None:
-                    break
+                if v is not None and not _empty(v):
+                    break  # this alternative succeeded: the failure was not in this field's evaluation
         except Exception:  # noqa: BLE001 - diagnosis must never hide the original error
             log.debug("could not diagnose mapping failure of %s", self.name, exc_info=True)
-        return (f"field {self.name!r} ({self.spec.kind.value}) from {self.source_text()}: {step_label} "
+        return (f"field {self.name!r} ({self.spec.kind.value}) from {source}: {step_label} "
                 f"failed: {error.message}: {value!r}")
 
 
@@ -495,12 +515,7 @@ class StreamMapping:
 
         Raises `MappingError` when the record has no usable key or a field value cannot be converted.
         """
-        if not isinstance(raw, dict):
-            raise MappingError(f"stream {self.name!r}: a record must be an object, got {type(raw).__name__}")
-        key = _as_source_key(self._key(raw))
-        if key is None:
-            raise MappingError(f"stream {self.name!r}: no source key: {self.key_expression!r} gave "
-                               f"{self._key(raw)!r}")
+        key = self.source_key(raw)
         fields = self._constants.copy()
         name = ""
         try:
@@ -514,22 +529,31 @@ class StreamMapping:
         observed_at = self._observed(raw, key) if self._observed_at else None
         return Observation(self.entity, stream or self.name, key, fields, observed_at)
 
+    def source_key(self, raw: Record) -> str:
+        """The record's source key as text, without mapping its fields (lets a run skip unchanged
+        records cheaply). Raises `MappingError` when the record is not an object or has no usable key."""
+        if not isinstance(raw, dict):
+            raise MappingError(f"stream {self.name!r}: a record must be an object, got {type(raw).__name__}")
+        value = self._key(raw)
+        key = _as_source_key(value)
+        if key is None:
+            raise MappingError(f"stream {self.name!r}: no source key: {self.key_expression!r} gave {value!r}")
+        return key
+
     def _observed(self, raw: Record, key: str) -> str | None:
-        getters = self._observed_at
-        v = getters[0](raw)
-        if len(getters) > 1 and _empty(v):
-            for g in getters[1:]:
-                v = g(raw)
-                if not _empty(v):
-                    break
-        if v is None or v == "" or v == []:
-            return None
-        try:
-            return to_datetime(v)
-        except TransformError as e:
-            src = ", ".join(map(repr, self.observed_at_expressions))
-            raise MappingError(f"stream {self.name!r}, record {key!r}: observed_at from {src}: "
-                               f"{e.message}: {e.value!r}") from e
+        # Alternatives in order; a placeholder time (year 1, epoch 0) gives way to the next one.
+        for expr, g in zip(self.observed_at_expressions, self._observed_at, strict=True):
+            v = g(raw)
+            if v is None or v == "" or v == [] or (type(v) is str and v.isspace()):
+                continue
+            try:
+                out = to_datetime(v)
+            except TransformError as e:
+                raise MappingError(f"stream {self.name!r}, record {key!r}: observed_at from {expr!r}: "
+                                   f"{e.message}: {e.value!r}") from e
+            if out is not None:
+                return out
+        return None
 
 
 class Mapping:

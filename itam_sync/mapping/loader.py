@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jmespath.exceptions import JMESPathError
+from jmespath.exceptions import IncompleteExpressionError, JMESPathError, LexerError, ParseError
 
 from itam_sync.mapping.engine import (
     NO_CONSTANT,
@@ -85,6 +85,19 @@ def _close(word: str, options: list[str] | tuple[str, ...]) -> str:
     return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
 
 
+def _jmespath_reason(e: JMESPathError) -> str:
+    """A one-line reason for a JMESPath compile error (jmespath's own text spans several lines)."""
+    if isinstance(e, IncompleteExpressionError):
+        return "the expression ends too early (an unclosed bracket, brace or quote?)"
+    if isinstance(e, LexerError):
+        return f"{e.message} at character {e.lexer_position}"
+    if isinstance(e, ParseError):
+        what = f"unexpected {e.token_type.lower()} {e.token_value!r}" if e.token_value is not None else ""
+        detail = "" if e.msg == ParseError._ERROR_MESSAGE else e.msg
+        return ", ".join(x for x in (what, detail) if x) + f" at character {e.lex_position}"
+    return str(e).splitlines()[0]
+
+
 class _Checker:
     """Walks the YAML node tree, collecting problems with file:line context, and builds the mapping."""
 
@@ -101,17 +114,26 @@ class _Checker:
         self.problems.append(prefix + (f"{context}: " if context else "") + message)
 
     def pairs(self, node: yaml.MappingNode, context: str) -> Iterator[tuple[str, yaml.Node, yaml.Node]]:
-        """(key, key node, value node) of a YAML mapping; reports non-text and duplicate keys."""
+        """(key, key node, value node) of a YAML mapping; reports non-text and duplicate keys.
+
+        YAML merge keys (`<<: *common`) are resolved so shared field blocks can be reused; keys written
+        out explicitly override merged ones, as in YAML, and only explicit repeats are reported.
+        """
         seen: set[str] = set()
+        for knode, _ in node.value:
+            if isinstance(knode, yaml.ScalarNode) and knode.tag == "tag:yaml.org,2002:str":
+                if knode.value in seen:
+                    self.problem(knode, context,
+                                 f"{knode.value!r} appears twice; YAML would silently keep only the last")
+                seen.add(knode.value)
+        self.loader.flatten_mapping(node)
+        last: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for knode, vnode in node.value:
             if not isinstance(knode, yaml.ScalarNode) or knode.tag != "tag:yaml.org,2002:str":
                 self.problem(knode, context, "keys here must be plain names")
                 continue
-            key = str(knode.value)
-            if key in seen:
-                self.problem(knode, context, f"{key!r} appears twice; YAML would silently keep only the last")
-                continue
-            seen.add(key)
+            last[str(knode.value)] = (knode, vnode)
+        for key, (knode, vnode) in last.items():
             yield key, knode, vnode
 
     def value(self, node: yaml.Node) -> Any:
@@ -137,13 +159,9 @@ class _Checker:
             compile_expression(expr)
             issues = check_jmespath_functions(expr)
         except JMESPathError as e:
-            msg = getattr(e, "msg", None) or getattr(e, "message", None) or str(e).splitlines()[0]
-            pos = getattr(e, "lex_position", None)
-            if pos is None:
-                pos = getattr(e, "lexer_position", None)
-            at = f" at character {pos}" if isinstance(pos, int) else ""
-            self.problem(node, context, f"bad JMESPath {what} {expr!r}: {msg}{at}. Quote names with dots "
-                                        "or dashes as \"odata.type\"; literals go in backticks (`true`).")
+            self.problem(node, context, f"bad JMESPath {what} {expr!r}: {_jmespath_reason(e)}. Quote names "
+                                        "with dots or dashes as \"odata.type\"; literals go in backticks "
+                                        "(`true`).")
             return None
         for issue in issues:
             self.problem(node, context, f"{what} {expr!r}: {issue}")
@@ -297,7 +315,7 @@ class _Checker:
             try:
                 rule.evaluate_constant()
             except MappingError as e:
-                self.problem(node, ctx, f"the constant does not fit the field: {e.reason}")
+                self.problem(node, ctx, e.reason)
                 return None
         return rule
 

@@ -164,6 +164,8 @@ def _parse_moment(v: Any, fmt: str | None) -> date | None:
     """Read a date or date-time from the forms sources use: ISO-8601, epoch s/ms/us (number or digit
     string), RFC 2822 ("Sat, 01 Jun 2024 12:00:00 GMT"), or `fmt` (a strptime format) when configured.
     Returns a `date`, a naive or aware `datetime`, or None for null spellings and placeholder dates."""
+    if v is None:
+        return None
     if isinstance(v, datetime | date):
         d: date = v
     elif isinstance(v, bool):
@@ -485,7 +487,9 @@ def _fixed(fn: Transform) -> Callable[[Any, Mapping[str, Any]], Transform]:
 
 
 def _doc(fn: Callable[..., Any]) -> str:
-    return (fn.__doc__ or "").strip().splitlines()[0]
+    """The first paragraph of `fn`'s docstring as one line: the transform's entry in the docs."""
+    first = (fn.__doc__ or "").strip().split("\n\n", 1)[0]
+    return " ".join(first.split())
 
 
 def _simple(name: str, fn: Transform, *, elementwise: bool = False, canonical_for: FieldKind | None = None,

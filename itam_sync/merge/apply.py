@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from typing import Any
 from itam_sync.merge.merger import merge_entity
 from itam_sync.merge.rules import Rules
 from itam_sync.model.canonical import EntityType
-from itam_sync.store.repository import Repository, dumps
+from itam_sync.store.repository import Repository, dumps, encode_value
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -34,8 +33,12 @@ class MergeStats:
 
 def apply_merge(repo: Repository, entity_ids: list[int], rules: Rules, run_id: int | None, at: str,
                 dry_run: bool = False, actor: str | None = None, examples: int = 3) -> MergeStats:
-    """Merge `entity_ids` (sorted, in batches); write golden rows and one log row per changed field."""
+    """Merge `entity_ids` (sorted, in batches); write golden rows and one log row per changed field.
+
+    A golden record is stored as {field: [value, source, observed_at]}.
+    """
     stats = MergeStats()
+    changed_fields = stats.changed_fields
     ids = sorted(set(entity_ids))
     for i in range(0, len(ids), BATCH):
         chunk = ids[i:i + BATCH]
@@ -44,6 +47,7 @@ def apply_merge(repo: Repository, entity_ids: list[int], rules: Rules, run_id: i
         overrides = repo.active_overrides(chunk, at)
         updates: list[tuple[str, str, int | None, str, int]] = []
         log_rows: list[tuple[Any, ...]] = []
+        add_log = log_rows.append
         for eid in chunk:
             current = goldens.get(eid)
             if current is None or current[2] == "merged":
@@ -52,35 +56,40 @@ def apply_merge(repo: Repository, entity_ids: list[int], rules: Rules, run_id: i
             stats.entities += 1
             recs = sources.get(eid, [])
             decisions = merge_entity(EntityType(etype), recs, overrides.get(eid, []), rules)
-            new = {f: {"v": d.value, "s": d.source, "at": d.observed_at} for f, d in decisions.items()}
             status = "active" if recs else "missing"
-            if new == old and status == old_status:
-                continue
-            stats.changed_entities += 1
+            new: dict[str, list[Any]] = {}
+            changed = status != old_status or len(decisions) != len(old)
             for f, d in decisions.items():
+                value = d.value
+                entry = [value, d.source, d.observed_at]
+                new[f] = entry
                 before = old.get(f)
-                if before is not None and before["v"] == d.value:
+                if before is not None and before[0] == value:
+                    if not changed and before != entry:
+                        changed = True  # same value, new winning source or age: store it, log nothing
                     continue
-                stats.changed_fields[f] += 1
-                old_v = before["v"] if before is not None else None
+                changed = True
+                changed_fields[f] += 1
                 if dry_run:
                     ex = stats.examples.setdefault(f, [])
                     if len(ex) < examples:
-                        ex.append({"entity": eid, "old": old_v, "new": d.value, "source": d.source,
-                                   "rule": d.rule})
+                        ex.append({"entity": eid, "old": None if before is None else before[0], "new": value,
+                                   "source": d.source, "rule": d.rule})
                     continue
-                log_rows.append((run_id, at, etype, eid, "set", f, None if before is None else dumps(old_v),
-                                 dumps(d.value), d.source, d.rule, actor))
+                add_log((run_id, at, etype, eid, "set", f, None if before is None else encode_value(before[0]),
+                         encode_value(value), d.source, d.rule, actor))
+            if not changed:
+                continue
+            stats.changed_entities += 1
             for f in old.keys() - new.keys():
-                stats.changed_fields[f] += 1
+                changed_fields[f] += 1
                 if not dry_run:
-                    log_rows.append((run_id, at, etype, eid, "clear", f, dumps(old[f]["v"]), None,
-                                     old[f].get("s"), "no live source has a value", actor))
+                    add_log((run_id, at, etype, eid, "clear", f, encode_value(old[f][0]), None, old[f][1],
+                             "no live source has a value", actor))
             if status != old_status and not dry_run:
-                log_rows.append((run_id, at, etype, eid, "missing" if status == "missing" else "restored", None,
-                                 json.dumps(old_status), json.dumps(status), None,
-                                 "no live source record" if status == "missing" else "a source sees it again",
-                                 actor))
+                add_log((run_id, at, etype, eid, "missing" if status == "missing" else "restored", None,
+                         encode_value(old_status), encode_value(status), None,
+                         "no live source record" if status == "missing" else "a source sees it again", actor))
             updates.append((dumps(new), status, run_id, at, eid))
         if not dry_run:
             repo.update_goldens(updates)

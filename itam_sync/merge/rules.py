@@ -28,6 +28,10 @@ class FieldRule:
     freshness: str | None  # the window as written, e.g. "30d"
     stale_before: str | None  # ISO cutoff: values observed before it are stale
 
+    @property
+    def label(self) -> str:
+        return f"precedence:{self.origin}"
+
     def rank(self, source: str) -> int:
         return self.ranks.get(source, UNRANKED)
 

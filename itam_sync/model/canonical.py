@@ -42,7 +42,7 @@ class FieldSpec:
 
 
 ASSET_KINDS = ("laptop", "desktop", "server", "mobile", "tablet", "vm", "cloud_instance", "network",
-               "peripheral", "other")
+               "peripheral", "domain", "certificate", "cloud_resource", "other")
 LIFECYCLE_STATES = ("planned", "ordered", "in_stock", "deployed", "in_repair", "retired", "disposed")
 PERSON_STATUSES = ("active", "suspended", "terminated")
 
@@ -84,7 +84,25 @@ ASSET_FIELDS = _fields(
     FieldSpec("mdm_managed", B, "Enrolled in and managed by an MDM."),
     FieldSpec("edr_protected", B, "Protected by an EDR agent."),
     FieldSpec("compliance_state", T, "Compliance state reported by the MDM."),
-    FieldSpec("tags", L, "Free-form labels."),
+    FieldSpec("tags", L, "Free-form labels (cloud tags as key=value)."),
+    FieldSpec("udid", T, "Apple UDID or other vendor device id that identifies the hardware."),
+    FieldSpec("entra_device_id", T, "Microsoft Entra device id (Intune azureADDeviceId = Defender aadDeviceId)."),
+    FieldSpec("ip_addresses", L, "IP addresses (private and public)."),
+    FieldSpec("instance_type", T, "Cloud instance type / VM size / machine type."),
+    FieldSpec("power_state", T, "Cloud power state as reported (running, stopped, deallocated, ...)."),
+    FieldSpec("agent_version", T, "Version of the EDR or MDM agent."),
+    FieldSpec("health_state", T, "Agent or device health as reported by the EDR/MDM."),
+    FieldSpec("risk_level", T, "Risk or exposure level reported by the EDR (e.g. low, medium, high)."),
+    FieldSpec("containment_state", T, "Network containment / quarantine state reported by the EDR."),
+    FieldSpec("threat_state", T, "Active threat / infection state reported by the EDR."),
+    FieldSpec("enrolled_at", DT, "When the device enrolled in the MDM."),
+    FieldSpec("ship_date", D, "Date the manufacturer shipped the device."),
+    FieldSpec("warranty_start", D, "First day of warranty cover."),
+    FieldSpec("service_level", T, "Warranty / support service level."),
+    FieldSpec("expires_on", D, "When a digital asset (domain, certificate) expires: its renewal date."),
+    FieldSpec("issuer", T, "Certificate issuer."),
+    FieldSpec("registrar", T, "Domain registrar."),
+    FieldSpec("subject_names", L, "Certificate subject and SANs / domain name."),
 )
 
 PERSON_FIELDS = _fields(
@@ -99,6 +117,8 @@ PERSON_FIELDS = _fields(
     FieldSpec("status", E, "Employment/account status.", PERSON_STATUSES),
     FieldSpec("start_date", D, "First day of employment."),
     FieldSpec("end_date", D, "Last day of employment."),
+    FieldSpec("idp_user_id", T, "The identity provider's user id (Okta id, Entra object id)."),
+    FieldSpec("last_login", DT, "Last sign-in seen by the identity provider."),
 )
 
 SUBSCRIPTION_FIELDS = _fields(

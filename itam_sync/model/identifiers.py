@@ -69,6 +69,15 @@ def normalize_serial(v: object) -> str | None:
     return s
 
 
+def is_junk_serial(v: object) -> bool:
+    """True when `v` is not a usable serial (missing, blank or a junk placeholder in any spelling).
+
+    Prefer this to testing membership in `JUNK_SERIALS`: that list is written readably ("DEFAULT
+    STRING") while normalised serials have no spaces, and it does not cover the all-zero/repeat rules.
+    """
+    return normalize_serial(v) is None
+
+
 # ------------------------------------------------------------------------------------------------ MACs
 
 # OUIs (and a few whole addresses) whose MACs say nothing about which physical machine this is: the

@@ -1,4 +1,5 @@
-"""Where credentials go on a request: bearer, API-key header, basic, OAuth2 client credentials, SDK tokens.
+"""Where credentials go on a request: bearer, API-key header, basic, OAuth2 client credentials, SDK tokens,
+and basic credentials exchanged for a session token.
 
 Auth is separate from paging and retrying. Token auths cache their token and expose `invalidate()`, which
 `HttpClient` calls once when a request gets a 401 so a revoked or rotated token is replaced. No object here
@@ -11,12 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from itam_sync.sdk.errors import Action, HttpError, RateLimitedError, TransientError, classify, redact_url
+from itam_sync.sdk.pagination import get_path
 
 log = logging.getLogger(__name__)
 
@@ -120,23 +123,27 @@ class OAuth2ClientCredentials(CachedTokenAuth):
     """OAuth2 client-credentials grant: POST the form to `token_url`, cache the access token.
 
     `auth_style="body"` sends client_id/client_secret in the form; "basic" sends them as HTTP basic auth
-    (RFC 6749 §2.3.1). `extra_form` adds fields (e.g. Okta's client_assertion, or a `resource`).
+    (RFC 6749 §2.3.1). `extra_form` adds fields (e.g. a `resource`); it may also be a zero-argument callable
+    returning them, evaluated for every token request, for values that must be fresh each time such as a
+    private-key JWT `client_assertion` (single-use `jti`, short `exp`: Okta service apps, RFC 7523).
     """
 
     def __init__(self, token_url: str, client_id: str, client_secret: str | None = None, *,
-                 scope: str | list[str] | None = None, extra_form: Mapping[str, str] | None = None,
+                 scope: str | list[str] | None = None,
+                 extra_form: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
                  session: requests.Session | None = None, auth_style: Literal["body", "basic"] = "body",
                  clock: Callable[[], float] = time.monotonic, timeout: tuple[float, float] = (5, 30)) -> None:
         super().__init__(clock=clock)
         self.token_url, self.client_id, self.auth_style = token_url, client_id, auth_style
         self._client_secret = client_secret
         self._scope = " ".join(scope) if isinstance(scope, list) else scope
-        self._extra_form = dict(extra_form or {})
+        self._extra_form = extra_form if callable(extra_form) else dict(extra_form or {})
         self._session = session or requests.Session()
         self._timeout = timeout
 
     def fetch_token(self) -> tuple[str, float | None]:
-        form: dict[str, str] = {"grant_type": "client_credentials", **self._extra_form}
+        extra = self._extra_form() if callable(self._extra_form) else self._extra_form
+        form: dict[str, str] = {"grant_type": "client_credentials", **extra}
         if self._scope:
             form["scope"] = self._scope
         basic = None
@@ -180,3 +187,73 @@ def _oauth_error(response: requests.Response) -> str:
         return ": ".join(str(body[k]) for k in ("error", "error_description") if body.get(k))
     except (ValueError, TypeError, AttributeError):
         return ""
+
+
+class BasicTokenAuth(CachedTokenAuth):
+    """A username and password (HTTP basic) exchanged for a bearer token at `token_url`, cached and refreshed.
+
+    For APIs that issue session tokens for basic credentials, e.g. Jamf Pro `POST /api/v1/auth/token` ->
+    `{"token": "...", "expires": "2024-06-02T08:28:40.123Z"}`. The token is read at the dotted `token_path`
+    of the JSON body; its lifetime at `expires_path`, either seconds to live (a number) or an absolute
+    ISO-8601 expiry time (a string, compared with `wall_clock`). No lifetime: kept until a 401.
+    """
+
+    def __init__(self, token_url: str, username: str, password: str, *, token_path: str = "token",
+                 expires_path: str | None = "expires", session: requests.Session | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 timeout: tuple[float, float] = (5, 30)) -> None:
+        super().__init__(clock=clock)
+        self.token_url, self.username = token_url, username
+        self._password = password
+        self._token_path, self._expires_path = token_path, expires_path
+        self._session = session or requests.Session()
+        self._wall_clock, self._timeout = wall_clock, timeout
+
+    def fetch_token(self) -> tuple[str, float | None]:
+        response = self._session.post(self.token_url, auth=HTTPBasicAuth(self.username, self._password),
+                                      timeout=self._timeout, headers={"Accept": "application/json"})
+        url = redact_url(self.token_url)
+        decision = classify(response)
+        if decision.action is Action.WAIT:
+            raise RateLimitedError(f"token endpoint: {decision.message}", wait=decision.wait,
+                                   status=response.status_code, url=url)
+        if decision.action is Action.RETRY:
+            raise TransientError(f"token endpoint: {decision.message}", status=response.status_code, url=url)
+        if decision.action is not Action.OK:
+            raise HttpError(f"token request for user {self.username!r} refused ({response.status_code}); "
+                            "check the token URL, username and password", status=response.status_code,
+                            url=url, kind="config")
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        token = get_path(body, self._token_path)
+        if not isinstance(token, str) or not token:
+            raise HttpError(f"token endpoint returned no token at {self._token_path!r} "
+                            f"({response.status_code})", status=response.status_code, url=url)
+        expires = get_path(body, self._expires_path) if self._expires_path else None
+        return token, self._lifetime(expires)
+
+    def _lifetime(self, expires: Any) -> float | None:
+        """Seconds the token lives: a number as is, an ISO time minus now; None when unknown or unreadable."""
+        if isinstance(expires, int | float) and not isinstance(expires, bool):
+            return float(expires)
+        if not isinstance(expires, str) or not expires:
+            return None
+        try:
+            at = datetime.fromisoformat(expires.strip())
+        except ValueError:
+            log.warning("%s: unreadable token expiry %r; keeping the token until a 401", type(self).__name__,
+                        expires)
+            return None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        left = at.timestamp() - self._wall_clock()
+        if left <= 0:  # our clock is ahead of the server's: trust the 401 rather than refetch every request
+            log.warning("%s: token already expired by our clock (skew?); keeping it until a 401",
+                        type(self).__name__)
+            return None
+        return left
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(token_url={redact_url(self.token_url)!r}, username={self.username!r})"

@@ -170,12 +170,15 @@ class HttpClient:
 
     def paginate(self, path: str, paginator: Paginator, params: Mapping[str, Any] | None = None,
                  records_path: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+                 headers: Mapping[str, str] | None = None,
+                 on_page: Callable[[requests.Response, Any], None] | None = None) -> Iterator[dict[str, Any]]:
         """Yield the records of every page, fetching each page only when the previous one is consumed.
 
         `records_path` is a dotted path to the list of records in each body (None: the body is the list).
         A page that is not JSON or holds no list there raises HttpError rather than reading as "no records"
-        (which on a full run would mark everything missing).
+        (which on a full run would mark everything missing). `on_page(response, body)`, if given, sees every
+        page before its records are yielded, e.g. to keep the `@odata.deltaLink` of a Graph delta round's
+        last page as the next cursor.
         """
         first = paginator.first(self.url(path), dict(params or {}))
         origin = urlsplit(first.url)[:2]
@@ -196,6 +199,8 @@ class HttpClient:
                 raise HttpError(f"malformed page from {redact_url(response.url)}: no list at "
                                 f"{records_path or 'the top level'}: {snippet(response, 120)!r}",
                                 status=response.status_code, url=response.url)
+            if on_page is not None:
+                on_page(response, body)
             yield from records
             if not records and paginator.stop_on_empty:
                 return

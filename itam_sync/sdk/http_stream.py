@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import requests
+
 from itam_sync.sdk.connector import ConnectorError, Stream, StreamState
 from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.pagination import Paginator
@@ -48,6 +50,13 @@ class HttpStream(Stream):
         """The path (or absolute URL) of the first request; override when it depends on settings."""
         return self.path
 
+    def on_page(self, state: StreamState, response: requests.Response, body: Any) -> None:
+        """Called with every page (response and decoded body) before its records are yielded.
+
+        Override to read paging metadata the records do not carry, e.g. set `state.new_cursor` from a Graph
+        `@odata.deltaLink` on the last page. The engine saves `new_cursor` only if the whole run commits.
+        """
+
     def make_paginator(self) -> Paginator:
         """A paginator for this run. Read from the class so a plain function is not bound as a method."""
         spec = type(self).paginator
@@ -59,4 +68,5 @@ class HttpStream(Stream):
             raise ConnectorError(f"{type(self.connector).__name__} must set `self.http` to an HttpClient "
                                  f"to use HttpStream {self.name!r}", kind="system")
         yield from http.paginate(self.request_path(state), self.make_paginator(), params=self.params(state),
-                                 records_path=self.records_path, headers=self.headers(state) or None)
+                                 records_path=self.records_path, headers=self.headers(state) or None,
+                                 on_page=lambda response, body: self.on_page(state, response, body))

@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable
 
 import msal
+import msal.exceptions
 import requests
 
 from itam_sync.sdk.auth import TokenProviderAuth
 from itam_sync.sdk.connector import ConnectorError
+from itam_sync.sdk.errors import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +28,32 @@ class MsalClientCredentials(TokenProviderAuth):
     """
 
     def __init__(self, tenant_id: str, client_id: str, client_secret: str, scope: str, *,
-                 authority_host: str = "https://login.microsoftonline.com", clock: Callable[[], float] = time.monotonic,
+                 authority_host: str = "https://login.microsoftonline.com",
+                 clock: Callable[[], float] = time.monotonic,
                  session: requests.Session | None = None) -> None:
-        self._app = msal.ConfidentialClientApplication(
-            client_id, client_credential=client_secret,
-            authority=f"{authority_host.rstrip('/')}/{tenant_id}",
-            http_client=session, instance_discovery=False)
+        self._client_id, self._secret, self._session = client_id, client_secret, session
+        self._authority = f"{authority_host.rstrip('/')}/{tenant_id}"
+        # Built on first use: msal fetches the tenant's OIDC configuration when the app is created, and a
+        # connector must be constructible offline (validate, tests) with network errors classified here.
+        self._app: msal.ConfidentialClientApplication | None = None
         self._scope = scope
         super().__init__(self._acquire, clock=clock)
 
     def _acquire(self) -> tuple[str, float | None]:
         try:
+            if self._app is None:
+                self._app = msal.ConfidentialClientApplication(
+                    self._client_id, client_credential=self._secret, authority=self._authority,
+                    http_client=self._session, instance_discovery=False)
             result = self._app.acquire_token_for_client(scopes=[self._scope])
+        except (requests.ConnectionError, requests.Timeout, msal.exceptions.MsalServiceError) as exc:
+            # Unreachable, or a 5xx from discovery or the token endpoint: transient, HttpClient backs off.
+            raise TransientError(f"Microsoft identity platform unavailable ({type(exc).__name__})",
+                                 status=None, url=self._authority) from exc
         except (requests.RequestException, ValueError) as exc:
-            raise ConnectorError(f"cannot reach the Microsoft token endpoint: {type(exc).__name__}") from exc
+            # msal raises ValueError when the tenant's OIDC discovery is refused (an unknown tenant).
+            raise ConnectorError(f"cannot get a token from {self._authority}: {type(exc).__name__} "
+                                 "(fix: check tenant_id and authority_host)", kind="config") from exc
         if "access_token" not in result:
             # error_description names the problem (bad secret, missing consent) and never holds the secret.
             desc = str(result.get("error_description", "")).splitlines()[0]
@@ -50,6 +64,8 @@ class MsalClientCredentials(TokenProviderAuth):
 
     def invalidate(self) -> None:
         super().invalidate()
+        if self._app is None:
+            return
         # msal caches too; drop its tokens so the next call really asks for a new one.
         for acct_token in self._app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
             self._app.token_cache.remove_at(acct_token)

@@ -16,8 +16,17 @@ log = logging.getLogger(__name__)
 CHUNK = 500
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+# One encoder for the process: json.dumps() with options builds a new encoder per call, which is slow.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+dumps = _ENCODER.encode
+_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def encode_value(value: Any) -> str:
+    """JSON text of one field value; strings (the common case) skip the general encoder."""
+    if type(value) is str:
+        return _encode_str(value)  # type: ignore[no-any-return]
+    return dumps(value)
 
 
 def _chunks(items: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -243,6 +252,17 @@ class Repository:
             "WHERE entity_id=? ORDER BY connector, stream, source_key", (entity_id,)).fetchall()]
 
     # -- merge ------------------------------------------------------------------------------------
+    def add_dirty(self, entity_ids: Iterable[int], run_id: int | None) -> None:
+        self._many("INSERT INTO dirty_entities (entity_id, run_id) VALUES (?, ?) ON CONFLICT (entity_id) DO NOTHING",
+                   [(e, run_id) for e in entity_ids])
+
+    def dirty_ids(self) -> list[int]:
+        return [r[0] for r in self._exec("SELECT entity_id FROM dirty_entities ORDER BY entity_id").fetchall()]
+
+    def clear_dirty(self, entity_ids: list[int]) -> None:
+        for chunk in _chunks(entity_ids):
+            self._exec(f"DELETE FROM dirty_entities WHERE entity_id IN ({','.join('?' * len(chunk))})", tuple(chunk))
+
     def entity_sources(self, entity_ids: Iterable[int]) -> dict[int, list[SourceValues]]:
         """Live (not missing) source values of each entity."""
         out: dict[int, list[SourceValues]] = {}

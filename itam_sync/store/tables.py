@@ -70,7 +70,7 @@ entities = Table(
     "entities", metadata,
     Column("id", Integer, primary_key=True),
     Column("entity_type", String(20), nullable=False, index=True),
-    Column("golden", Text, nullable=False, default="{}"),  # JSON: field -> {"v": value, "s": source, "at": observed_at}
+    Column("golden", Text, nullable=False, default="{}"),  # JSON: field -> [value, source, observed_at]
     Column("status", String(20), nullable=False, default="active"),  # active | missing | merged
     Column("merged_into", Integer),
     Column("created_run", Integer),
@@ -137,10 +137,18 @@ quarantine = Table(
     Column("created_at", String(32)),
 )
 
+# Entities whose sources changed in a committed staging run but that are not merged yet. The merge step
+# drains it in its own transaction, so a crash between staging and merging loses nothing.
+dirty_entities = Table(
+    "dirty_entities", metadata,
+    Column("entity_id", Integer, primary_key=True),
+    Column("run_id", Integer),
+)
+
 merge_log = Table(
     "merge_log", metadata,
     Column("id", Integer, primary_key=True),
-    Column("run_id", Integer, index=True),
+    Column("run_id", Integer),
     Column("at", String(32), nullable=False),
     Column("entity_type", String(20), nullable=False),
     Column("entity_id", Integer, nullable=False),

@@ -1,0 +1,1 @@
+"""CrowdStrike Falcon connector: hosts with a Falcon sensor."""

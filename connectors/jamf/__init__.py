@@ -1,0 +1,1 @@
+"""Jamf Pro computers and mobile devices."""

@@ -1,0 +1,1 @@
+"""Okta connector: users, devices and app assignments from the Okta Management API."""

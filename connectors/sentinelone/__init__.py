@@ -1,0 +1,1 @@
+"""SentinelOne connector: endpoint agents."""
