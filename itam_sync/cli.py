@@ -43,7 +43,7 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        err = Console(stderr=True, highlight=False)
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
         try:
             return fn(*args, **kwargs)
         except ConfigError as exc:
@@ -66,7 +66,7 @@ def handle_errors(fn: F) -> F:
 def _settings(path: str) -> Settings:
     loaded = load_settings(path)
     for w in loaded.warnings:
-        Console(stderr=True, highlight=False).print(f"[yellow]warning:[/yellow] {w}")
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[yellow]warning:[/yellow] {w}")
     return loaded.settings
 
 
@@ -117,7 +117,7 @@ def validate(config_path: str) -> None:
         except FileNotFoundError:
             problems.append(f"{where}: connectors.{i}: mapping file {mpath} not found "
                             f"(fix: create it or set `mapping:`)")
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     for w in loaded.warnings:
         err.print(f"[yellow]warning:[/yellow] {w}")
     if problems:
@@ -162,7 +162,7 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
         settings.connector(n)
     store = _store(settings)
     registry = Registry()
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     results: list[RunResult] = []
     failed: list[str] = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
@@ -522,8 +522,12 @@ def summary(config_path: str, lines: int) -> None:
     with _store(settings).begin() as repo:
         counts = repo.counts()
         conflict_rows = repo.log_rows(action="conflict", limit=lines // 3 or 1)
-        decided = [r for r in repo.log_rows(action="set", limit=2000)
-                   if r["rule"] and (r["rule"].startswith(("precedence", "freshness", "manual")))][-lines:]
+        # The most telling decisions first: freshness windows and overrides, then field-specific orders.
+        recent = repo.log_rows(action="set", limit=5000)
+        decided = []
+        for prefix in ("freshness", "manual", "precedence:field", "precedence:default"):
+            decided += [r for r in recent if (r["rule"] or "").startswith(prefix)]
+        decided = decided[:lines]
         merges = repo.log_rows(action="merge", limit=lines // 3 or 1)
     ent = counts["entities"]
     table = Table(title="itam-sync summary")
@@ -537,12 +541,23 @@ def summary(config_path: str, lines: int) -> None:
     table.add_row("quarantined records", str(counts["quarantined"]))
     table.add_row("merge-log rows", str(counts["merge_log_rows"]))
     out.print(table)
-    if decided:
-        print_log(decided, out, title="merge log: fields decided between competing sources")
-    if merges:
-        print_log(merges, out, title="merge log: entities joined")
-    if conflict_rows:
-        print_log(conflict_rows, out, title="merge log: refused links (see `itam-sync conflicts`)")
+    for title, rows in (("fields decided between competing sources", decided), ("entities joined", merges),
+                        ("refused links (see `itam-sync conflicts`)", conflict_rows)):
+        if rows:
+            out.print(f"\n[bold]merge log: {title}[/bold]")
+            for r in rows:
+                out.print("  " + log_line(r), soft_wrap=True, markup=False)
+    out.print("\nNext: `itam-sync explain SERIAL_OR_ID`, `itam-sync log`, `itam-sync conflicts`, "
+              "`itam-sync export --entity assets`.")
+
+
+def log_line(r: dict[str, Any]) -> str:
+    """One merge-log row as a sentence."""
+    head = f"#{r['id']} run {r['run_id'] or '-'} {r['entity_type']} {r['entity_id']}"
+    if r["action"] in ("set", "clear"):
+        return (f"{head} {r['field']}: {_short(r['old']) or '(empty)'} -> {_short(r['new']) or '(empty)'} "
+                f"[{r['source']}, {r['rule']}]")
+    return f"{head} {r['action']}: {_short(r['old'])} -> {_short(r['new'])} [{r['source']}] {r['rule'] or ''}"
 
 
 @main.command()

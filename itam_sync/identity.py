@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from itam_sync.model.canonical import EntityType
-from itam_sync.model.identifiers import JUNK_SERIALS, mac_is_matchable, uuid_match_key
+from itam_sync.model.identifiers import is_junk_serial, mac_is_matchable, uuid_match_key
 from itam_sync.settings import IdentityConfig
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ class IdentityPolicy:
             key_fields={EntityType.ASSET: tuple(cfg.asset_keys), EntityType.PERSON: tuple(cfg.person_keys),
                         EntityType.SUBSCRIPTION: tuple(cfg.subscription_keys)},
             hostname_weak_key=cfg.hostname_weak_key,
-            junk_serials=frozenset(s.strip().upper() for s in cfg.junk_serials) | frozenset(
-                s.upper() for s in JUNK_SERIALS),
+            junk_serials=frozenset("".join(s.split()).upper() for s in cfg.junk_serials),
             non_matching_macs=tuple(m.lower().replace(":", "").replace("-", "") for m in cfg.non_matching_macs),
         )
 
@@ -73,7 +72,7 @@ class IdentityPolicy:
     def _key(self, kind: str, v: Any) -> str | None:
         s = str(v)
         if kind == "serial_number":
-            if s.upper() in self.junk_serials:
+            if is_junk_serial(s) or "".join(s.split()).upper() in self.junk_serials:
                 return None
         elif kind == "mac_addresses":
             if not mac_is_matchable(s) or s.startswith(self.non_matching_macs):

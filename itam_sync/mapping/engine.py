@@ -502,14 +502,6 @@ class StreamMapping:
     def __repr__(self) -> str:
         return f"StreamMapping({self.name!r}, entity={self.entity.value}, fields={len(self.rules)})"
 
-    def source_key(self, raw: Record) -> str:
-        """The record's source key alone (cheap: lets the engine skip unchanged records before mapping)."""
-        key = _as_source_key(self._key(raw)) if isinstance(raw, dict) else None
-        if key is None:
-            raise MappingError(f"stream {self.name!r}: no source key: {self.key_expression!r} gave "
-                               f"{self._key(raw) if isinstance(raw, dict) else raw!r}")
-        return key
-
     def map(self, raw: Record, stream: str | None = None) -> Observation:
         """Map one raw record. `stream` (default: this mapping's stream name) is stored on the result.
 

@@ -51,8 +51,8 @@ def _fields(*specs: FieldSpec) -> dict[str, FieldSpec]:
     return {s.name: s for s in specs}
 
 
-T, E, D, DT, N, I, B, L = (FieldKind.TEXT, FieldKind.ENUM, FieldKind.DATE, FieldKind.DATETIME,
-                           FieldKind.NUMBER, FieldKind.INTEGER, FieldKind.BOOL, FieldKind.LIST)
+T, E, D, DT, N, INT, B, L = (FieldKind.TEXT, FieldKind.ENUM, FieldKind.DATE, FieldKind.DATETIME,
+                             FieldKind.NUMBER, FieldKind.INTEGER, FieldKind.BOOL, FieldKind.LIST)
 
 ASSET_FIELDS = _fields(
     FieldSpec("kind", E, "What sort of thing the asset is.", ASSET_KINDS),
@@ -125,8 +125,8 @@ SUBSCRIPTION_FIELDS = _fields(
     FieldSpec("product", T, "Product or SKU name."),
     FieldSpec("vendor", T, "Software vendor."),
     FieldSpec("sku_id", T, "Vendor SKU or plan id (a strong key when present)."),
-    FieldSpec("seats_purchased", I, "Seats bought."),
-    FieldSpec("seats_assigned", I, "Seats assigned to people."),
+    FieldSpec("seats_purchased", INT, "Seats bought."),
+    FieldSpec("seats_assigned", INT, "Seats assigned to people."),
     FieldSpec("cost", N, "Cost per billing period in `currency`."),
     FieldSpec("currency", T, "ISO-4217 currency code."),
     FieldSpec("billing_period", E, "How often it is billed.", ("monthly", "annual", "other")),
