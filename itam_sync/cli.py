@@ -438,19 +438,20 @@ def explain(config_path: str, entity: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(asdict(ex), indent=2, default=str))
         return
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     out.print(f"[bold]{ex.entity_type} {ex.entity_id}[/bold] ({ex.status})")
     for r in ex.records:
         out.print(f"  fed by {r['record']}" + (" [missing]" if r["missing"] else "") + f", seen {r['observed_at']}")
-    table = Table()
-    for col in ("field", "value", "source", "age", "rule", "competing values (why they lost)"):
-        table.add_column(col, overflow="fold")
     for f in ex.fields:
-        comp = "; ".join(f"{c['source']}={_short(c['value'])} ({c['age']}, {c['why_lost']})" for c in f.competitors)
-        table.add_row(f.field, _short(f.value), f.source, f.age, f"{f.rule}: {f.rule_detail}", comp)
-    out.print(table)
+        out.print(f"{f.field} = {_short(f.value)}", markup=False, soft_wrap=True)
+        out.print(f"    won: {f.source}, {f.age} old; {f.rule}: {f.rule_detail}", markup=False, soft_wrap=True)
+        for c in f.competitors:
+            out.print(f"    lost: {c['source']} = {_short(c['value'])} ({c['age']} old; {c['why_lost']})",
+                      markup=False, soft_wrap=True)
     if ex.history:
-        print_log(ex.history, out, title="history")
+        out.print("\nhistory (newest last):")
+        for r in ex.history:
+            out.print("  " + log_line(r), markup=False, soft_wrap=True)
 
 
 @main.command()

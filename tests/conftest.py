@@ -30,3 +30,75 @@ def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 @pytest.fixture
 def project_root() -> Iterator[Path]:
     yield ROOT
+
+
+def _pg_bindir() -> Path | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real PostgreSQL server for the session: initdb into a temp dir, started on a unix socket.
+
+    .ci/run installs the server binaries; without them the PostgreSQL tests are skipped with a reason.
+    """
+    import os
+    import pwd
+    import shutil
+    import socket
+    import subprocess
+
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb) not installed; .ci/run installs them")
+    import tempfile
+
+    # Not under pytest's tmp root: that is private to the test user, and the server may run as `postgres`.
+    base = Path(tempfile.mkdtemp(prefix="itam-pg-"))
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    run_as: list[str] = []
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0:  # postgres refuses to run as root: use the postgres system user
+        user = "postgres"
+        run_as = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(base, "postgres")
+        shutil.chown(sock, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", user, "-A", "trust", "--no-sync"],
+                   check=True, capture_output=True)
+    log = base / "pg.log"
+    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
+                    f"-k {sock} -p {port} -c listen_addresses='' -c fsync=off -c synchronous_commit=off",
+                    "start"], check=True, capture_output=True)
+    try:
+        yield {"host": str(sock), "port": port, "user": user}
+    finally:
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: dict[str, Any], request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    import re
+
+    import psycopg
+
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:50]
+    dsn = dict(host=postgres_server["host"], port=postgres_server["port"], user=postgres_server["user"])
+    with psycopg.connect(dbname="postgres", autocommit=True, **dsn) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return (f"postgresql+psycopg://{postgres_server['user']}@/{name}"
+            f"?host={postgres_server['host']}&port={postgres_server['port']}")

@@ -53,15 +53,17 @@ class FakeKandji:
         self.details = load("details.json") if details is None else details
         self.list_calls: list[dict[str, str]] = []
         self.detail_calls: list[str] = []
+        self.failing_offsets: set[str] = set()  # list pages answering 503
         rsps.add_callback(responses.GET, DEVICES_URL, callback=self.list_page)
         rsps.add_callback(responses.GET, DETAILS_RE, callback=self.device_details)
 
     def list_page(self, request: Any) -> tuple[int, dict[str, str], str]:
         q = query(request)
         self.list_calls.append(q)
+        if q["offset"] in self.failing_offsets:
+            return 503, {}, "upstream unavailable"
         items = self.devices
-        if q.get("ordering") == "-last_check_in":  # newest first; never-seen devices first (NULLS FIRST)
-            items = sorted(items, key=lambda d: (d.get("last_check_in") is not None, d.get("last_check_in") or ""))
+        if q.get("ordering") == "-last_check_in":  # newest first, never-seen devices first (NULLS FIRST)
             items = [d for d in items if d.get("last_check_in") is None] + sorted(
                 (d for d in items if d.get("last_check_in") is not None),
                 key=lambda d: d["last_check_in"], reverse=True)
@@ -231,19 +233,12 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(rsps: responses.Re
     assert run(settings, full=True).status == "success"
     before = store_counts(settings)
     recorded_sleeps.clear()
-    # Second full run: page 1 works, page 2 keeps failing.
-    rsps.replace(responses.GET, DEVICES_URL, status=503)  # every list call now fails...
-    rsps.add_callback(responses.GET, DEVICES_URL, callback=fake.list_page)  # (unused)
-    rsps.remove(responses.GET, DEVICES_URL)
-    first_page = json.dumps(load("devices.json")[:2])
-    rsps.add(responses.GET, DEVICES_URL, body=first_page,
-             match=[responses.matchers.query_param_matcher({"limit": "2", "offset": "0"})])
-    rsps.add(responses.GET, DEVICES_URL, status=503,
-             match=[responses.matchers.query_param_matcher({"limit": "2", "offset": "2"})])
+    # Second full run: page 1 works, page 2 keeps failing. Its devices must not be marked missing.
+    fake.failing_offsets.add("2")
+    fake.list_calls.clear()
     with pytest.raises(SyncFailed, match="gave up"):
         run(settings, full=True)
-    page2 = [c for c in rsps.calls if "offset=2" in (c.request.url or "")]
-    assert len(page2) == 5  # max_attempts
+    assert [c["offset"] for c in fake.list_calls] == ["0"] + ["2"] * 5  # max_attempts, then give up
     assert len(recorded_sleeps) == 4
     after = store_counts(settings)
     assert after["missing_records"] == 0

@@ -1,0 +1,1 @@
+"""Microsoft Entra ID connector: users, devices and subscribed SKUs from Microsoft Graph."""
