@@ -196,7 +196,8 @@ def main() -> None:
     result = {"devices": n, "source_records": source_records, "full_s": round(full_s, 2),
               "full_records_per_s": round(source_records / full_s), "noop_s": round(noop_s, 2),
               "noop_incremental_s": round(noop_inc_s, 3), "change_s": round(change_s, 2),
-              "noop_pct_of_full": round(100 * noop_s / full_s, 1), "change_pct_of_full": round(100 * change_s / full_s, 1),
+              "noop_pct_of_full": round(100 * noop_s / full_s, 1),
+              "change_pct_of_full": round(100 * change_s / full_s, 1),
               "peak_rss_mb": round(peak_rss_mb), "floor_s": round(floor_s, 2), "assets": assets,
               "conflicts": conflicts, "merge_log_rows": log_rows}
     width = max(map(len, result))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ class FieldExplanation:
     age: str
     rule: str
     rule_detail: str
-    competitors: list[dict[str, Any]] = field(default_factory=list)
+    competitors: list[dict[str, Any]] = dc_field(default_factory=list)
 
 
 @dataclass

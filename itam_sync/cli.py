@@ -106,7 +106,7 @@ def validate(config_path: str) -> None:
         except Exception as exc:  # noqa: BLE001 - pydantic errors, reported per key below
             for e in getattr(exc, "errors", lambda: [])():
                 loc = ("connectors", i, "settings", *e["loc"])
-                line = loaded.lines.get(loc) or loaded.lines.get(("connectors", i, "settings"), "?")
+                line = loaded.lines.get(loc) or loaded.lines.get(("connectors", i, "settings")) or "?"
                 problems.append(f"{config_path}:{line}: {'.'.join(map(str, loc))}: {e['msg']} "
                                 f"(fix: see `itam-sync init` for the {c.type} settings)")
         mpath = settings.mapping_path(c, cls.mapping_name())

@@ -80,6 +80,8 @@ class IdentityPolicy:
             kind = "mac"
         elif kind == "hardware_uuid":
             s = uuid_match_key(s)
+        elif kind in ("udid", "entra_device_id"):
+            s = s.strip().lower()  # sources disagree on the case of these ids
         elif kind in ("email", "email_aliases"):
             kind, s = "email", s.lower()
         return f"{kind}:{s}"
@@ -150,7 +152,7 @@ def resolve(records: list[RecordToResolve], index: KeyIndex, new_entity_id: Call
         keys_of = index.keys_of(ent_ids)
         merged_into: dict[int, int] = {}
 
-        def live(eid: int) -> int:
+        def live(eid: int, merged_into: dict[int, int] = merged_into) -> int:
             while eid in merged_into:
                 eid = merged_into[eid]
             return eid

@@ -103,7 +103,7 @@ class _Staging:
                  at: str) -> None:
         self.repo, self.connector, self.run_id, self.policy, self.batch, self.at = (
             repo, connector, run_id, policy, batch, at)
-        self.index = repo.source_index(connector)
+        self._index: dict[tuple[str, str], tuple[int, str, int | None, bool]] | None = None
         self.seen: set[int] = set()
         self.dirty: set[int] = set()
         self.use_pins = repo.has_pins()
@@ -115,6 +115,14 @@ class _Staging:
         self.refs: dict[int, str] = {}
         self.log_rows = 0
         self.conflicts = 0
+
+    @property
+    def index(self) -> dict[tuple[str, str], tuple[int, str, int | None, bool]]:
+        """(stream, source key) -> (id, hash, entity, missing), loaded on first use: an incremental run that
+        receives nothing never reads it."""
+        if self._index is None:
+            self._index = self.repo.source_index(self.connector)
+        return self._index
 
     def _next_id(self) -> int:
         if not self._ids:
@@ -149,17 +157,20 @@ class _Staging:
         return outcome
 
     def flush(self) -> None:
+        """Resolve the batch's identities, then write records (with their entity), keys, merges and log rows."""
         repo, at, run_id = self.repo, self.at, self.run_id
-        repo.insert_records(self.new_rows)
-        repo.update_records(self.upd_rows)
         if self.use_pins:
             pins = repo.pins([r.record_id for r in self.resolve])
             for r in self.resolve:
                 r.pinned_to = pins.get(r.record_id)
         res = resolve(self.resolve, repo, self._next_entity_id)
+        # Every record's entity is known before it is written: one write per record, no second UPDATE pass.
+        entity_of = {r.record_id: r.entity_id for r in self.resolve}
+        entity_of.update((rid, eid) for rid, eid, _, _ in res.links)
         repo.insert_entities(res.new_entities, run_id, at)
+        repo.insert_records([(*row, entity_of[row[0]]) for row in self.new_rows])
+        repo.update_records([(*row[:-1], entity_of[row[-1]], row[-1]) for row in self.upd_rows])
         repo.insert_keys(res.new_keys)
-        repo.set_record_entities([(e, r) for r, e, _, _ in res.links])
         etype = {r.record_id: r.entity.value for r in self.resolve}
         log_rows: list[tuple[Any, ...]] = []
         for rid, eid, prev, why in res.links:
@@ -170,8 +181,8 @@ class _Staging:
             log_rows.append((run_id, at, merged_type, into_id, "merge", None, dumps(from_id), dumps(into_id),
                              self.connector, f"one record holds keys of both; joined on {via}", None))
         conflict_rows = []
-        for rid, key, eid, other, reason in res.conflicts:
-            conflict_rows.append((run_id, etype[rid], rid, key, eid, other, reason, at))
+        for rid, key, linked_to, other, reason in res.conflicts:
+            conflict_rows.append((run_id, etype[rid], rid, key, linked_to, other, reason, at))
             log_rows.append((run_id, at, etype[rid], other, "conflict", None, None,
                              dumps({"record": self.refs[rid], "key": key}), self.connector,
                              f"link refused: {reason}", None))
@@ -280,7 +291,7 @@ def _sync(repo: Repository, settings: Settings, conn_cfg: ConnectorConfig, conne
                                             "quarantined": 0})
         cursor_get = _getter(stream.cursor_field) if stream.cursor_field else None
         max_cursor = state.cursor
-        index = stage.index
+        index: dict[tuple[str, str], tuple[int, str, int | None, bool]] | None = None
         sname = stream.name
         for raw in stream.records(state):
             c["seen"] += 1
@@ -302,6 +313,8 @@ def _sync(repo: Repository, settings: Settings, conn_cfg: ConnectorConfig, conne
                 c["quarantined"] += 1
                 quarantined.append((run_id, name, sname, None, str(exc), raw_json, at))
                 continue
+            if index is None:
+                index = stage.index
             existing = index.get((sname, key))
             if existing is not None and existing[1] == digest and not existing[3]:
                 stage.seen.add(existing[0])

@@ -1,5 +1,5 @@
-"""Where credentials go on a request: bearer, API-key header, basic, OAuth2 client credentials, SDK tokens,
-and basic credentials exchanged for a session token.
+"""Where credentials go on a request: bearer, API-key header, basic, OAuth2 client credentials and refresh
+tokens, SDK tokens, and basic credentials exchanged for a session token.
 
 Auth is separate from paging and retrying. Token auths cache their token and expose `invalidate()`, which
 `HttpClient` calls once when a request gets a 401 so a revoked or rotated token is replaced. No object here
@@ -141,9 +141,19 @@ class OAuth2ClientCredentials(CachedTokenAuth):
         self._session = session or requests.Session()
         self._timeout = timeout
 
+    # What a refused token request tells the user to check (subclasses for other grants say more).
+    refused_hint = "check token URL, client id/secret and scope"
+
+    def grant_form(self) -> dict[str, str]:
+        """The grant's own form fields; subclasses implementing another grant override this."""
+        return {"grant_type": "client_credentials"}
+
+    def accept_token_body(self, body: dict[str, Any]) -> None:
+        """Hook: sees every successful token response (e.g. to keep a rotated refresh token). No-op here."""
+
     def fetch_token(self) -> tuple[str, float | None]:
         extra = self._extra_form() if callable(self._extra_form) else self._extra_form
-        form: dict[str, str] = {"grant_type": "client_credentials", **extra}
+        form: dict[str, str] = {**self.grant_form(), **extra}
         if self._scope:
             form["scope"] = self._scope
         basic = None
@@ -165,19 +175,53 @@ class OAuth2ClientCredentials(CachedTokenAuth):
             raise TransientError(f"token endpoint: {decision.message}", status=response.status_code, url=url)
         if decision.action is not Action.OK:
             raise HttpError(f"token request for client {self.client_id!r} refused ({response.status_code} "
-                            f"{_oauth_error(response)}); check token URL, client id/secret and scope",
+                            f"{_oauth_error(response)}); {self.refused_hint}",
                             status=response.status_code, url=url, kind="config")
         try:
             body: Any = response.json()
             token, expires_in = body["access_token"], body.get("expires_in")
-            return str(token), None if expires_in is None else float(expires_in)
+            result = str(token), None if expires_in is None else float(expires_in)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise HttpError(f"token endpoint returned no access_token ({response.status_code})",
                             status=response.status_code, url=url) from None
+        self.accept_token_body(body)
+        return result
 
     def __repr__(self) -> str:
         url = redact_url(self.token_url)
         return f"{type(self).__name__}(token_url={url!r}, client_id={self.client_id!r})"
+
+
+class OAuth2RefreshToken(OAuth2ClientCredentials):
+    """OAuth2 refresh-token grant (RFC 6749 §6): a long-lived refresh token traded for access tokens, cached.
+
+    For API clients authorised once by a person and then run unattended (e.g. Workday API clients). The
+    client id/secret go in the form (`auth_style="body"`) or as HTTP basic ("basic"). A server that rotates
+    refresh tokens returns a new `refresh_token` with each access token: it replaces the configured one for
+    the rest of this process, but is not written back to the config, so a server that revokes the old
+    token on rotation needs a non-rotating client. A refused refresh (400 invalid_grant: expired or revoked)
+    is a config error.
+    """
+
+    refused_hint = "check token URL, client id/secret and the refresh token (it may have expired or been revoked)"
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str | None, refresh_token: str, *,
+                 scope: str | list[str] | None = None, session: requests.Session | None = None,
+                 auth_style: Literal["body", "basic"] = "body", clock: Callable[[], float] = time.monotonic,
+                 timeout: tuple[float, float] = (5, 30)) -> None:
+        super().__init__(token_url, client_id, client_secret, scope=scope, session=session,
+                         auth_style=auth_style, clock=clock, timeout=timeout)
+        self._refresh_token = refresh_token
+
+    def grant_form(self) -> dict[str, str]:
+        return {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
+
+    def accept_token_body(self, body: dict[str, Any]) -> None:
+        rotated = body.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != self._refresh_token:
+            log.info("%s: the server rotated the refresh token of client %r; using the new one from now on",
+                     type(self).__name__, self.client_id)
+            self._refresh_token = rotated
 
 
 def _oauth_error(response: requests.Response) -> str:

@@ -67,8 +67,9 @@ class MsalClientCredentials(TokenProviderAuth):
         if self._app is None:
             return
         # msal caches too; drop its tokens so the next call really asks for a new one.
-        for acct_token in self._app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
-            self._app.token_cache.remove_at(acct_token)
+        cache = self._app.token_cache  # list() first: search() is a generator over the dict remove_at edits
+        for access_token in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+            cache.remove_at(access_token)
 
     def __repr__(self) -> str:
         return f"MsalClientCredentials(scope={self._scope!r})"

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 import pytest
 
@@ -25,11 +26,11 @@ from itam_sync.sdk.connector import BadRecord, Connector, StreamState
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
-MockFactory = Callable[[bool], ContextManager[Any]]
+MockFactory = Callable[[bool], AbstractContextManager[Any]]
 MAX_RECORDS = 100_000  # a stream yielding more than this from a fixture has a paging loop
 
 
-def _no_mock(fail: bool) -> ContextManager[Any]:
+def _no_mock(fail: bool) -> AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 

@@ -19,13 +19,13 @@ CHUNK = 500
 # One encoder for the process: json.dumps() with options builds a new encoder per call, which is slow.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 dumps = _ENCODER.encode
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring
 
 
 def encode_value(value: Any) -> str:
     """JSON text of one field value; strings (the common case) skip the general encoder."""
     if type(value) is str:
-        return _encode_str(value)  # type: ignore[no-any-return]
+        return _encode_str(value)
     return dumps(value)
 
 
@@ -127,17 +127,18 @@ class Repository:
         return {(r[0], r[1]): (r[2], r[3], r[4], bool(r[5])) for r in rows}
 
     def insert_records(self, rows: list[tuple[Any, ...]]) -> None:
-        """rows: (id, connector, stream, source_key, entity_type, hash, raw, fields, keys, observed_at, run)."""
+        """rows: (id, connector, stream, source_key, entity_type, hash, raw, fields, keys, observed_at, run,
+        entity_id)."""
         self._many("INSERT INTO source_records (id, connector, stream, source_key, entity_type, content_hash, raw, "
-                   "fields, match_keys, observed_at, first_seen_run, last_seen_run, missing) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   [(*r, r[-1], False) for r in rows])
+                   "fields, match_keys, observed_at, first_seen_run, entity_id, last_seen_run, missing) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(*r, r[-2], False) for r in rows])
 
     def update_records(self, rows: list[tuple[Any, ...]]) -> None:
-        """rows: (hash, raw, fields, keys, observed_at, run, id)."""
+        """rows: (hash, raw, fields, keys, observed_at, run, entity_id, id)."""
         self._many("UPDATE source_records SET content_hash=?, raw=?, fields=?, match_keys=?, observed_at=?, "
-                   "last_seen_run=?, missing=?, missing_since=NULL WHERE id=?",
-                   [(*r[:6], False, r[6]) for r in rows])
+                   "last_seen_run=?, entity_id=?, missing=?, missing_since=NULL WHERE id=?",
+                   [(*r[:7], False, r[7]) for r in rows])
 
     def mark_missing(self, record_ids: list[int], at: str) -> list[int]:
         """Mark records missing; returns the entities they fed."""

@@ -159,6 +159,18 @@ merge_log = Table(
     Column("source", String(100)),
     Column("rule", Text),
     Column("actor", String(255)),
+    # Tamper evidence: sha256 over this row's content and the previous row's hash (a chain per database).
+    Column("prev_hash", String(64)),
+    Column("row_hash", String(64)),
+)
+
+# A connector runs on at most one worker at a time: the holder renews the lease; an expired lease is free.
+leases = Table(
+    "leases", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),
 )
 
 Index("ix_merge_log_entity", merge_log.c.entity_id, merge_log.c.id)

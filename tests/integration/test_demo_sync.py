@@ -44,7 +44,6 @@ def test_demo_shared_dock_mac_is_a_conflict_not_a_merge(demo) -> None:  # type: 
     result = demo.cli("conflicts", "--json")
     rows = json.loads(result.output)
     assert len(rows) == 1
-    assert rows[0]["record"] if "record" in rows[0] else True
     assert rows[0]["key"] == "mac:3c18a00b7c11"
     assert rows[0]["source_key"] == "cs-a5"
     assert "different serial_number (PF3ZZZZZ vs PF3ABCDE)" in rows[0]["reason"]

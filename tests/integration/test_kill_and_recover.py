@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-
 from tests_helpers import golden_by_key  # type: ignore[import-not-found]
 
 

@@ -8,9 +8,9 @@ import json
 
 import yaml
 from click.testing import CliRunner
+from tests_helpers import golden_by_key  # type: ignore[import-not-found]
 
 from itam_sync.cli import main
-from tests_helpers import golden_by_key  # type: ignore[import-not-found]
 
 
 def _asset(demo, key: str):  # type: ignore[no-untyped-def]

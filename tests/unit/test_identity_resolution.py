@@ -83,8 +83,8 @@ def test_shared_mac_with_different_serials_is_refused_as_conflict() -> None:
     idx.run([RecordToResolve(1, A, keys(serial_number="PF3ABCDE", mac_addresses=["a0cec8112233"]), None)])
     res = idx.run([RecordToResolve(2, A, keys(serial_number="PF3ZZZZZ", mac_addresses=["a0cec8112233"]), None)])
     assert res.links[0][1] == 2  # a new entity of its own
-    assert res.conflicts == [(2, "mac:a0cec8112233", None, 1,
-                              "mac:a0cec8112233 is shared with entity 1: different serial_number (PF3ZZZZZ vs PF3ABCDE)")]
+    reason = "mac:a0cec8112233 is shared with entity 1: different serial_number (PF3ZZZZZ vs PF3ABCDE)"
+    assert res.conflicts == [(2, "mac:a0cec8112233", None, 1, reason)]
 
 
 def test_record_bridging_two_entities_merges_them() -> None:

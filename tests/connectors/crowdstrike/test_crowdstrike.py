@@ -267,7 +267,7 @@ def test_revoked_token_is_refreshed_once_and_the_request_retried(rsps: responses
     assert len(pull()) == 6
     assert fake.tokens_issued == 2
     assert fake.log[:3] == ["token", "token", "scroll:"]
-    scrolls = [c for c in rsps.calls if c.request.url.startswith(SCROLL_URL)]
+    scrolls = [c for c in rsps.calls if (c.request.url or "").startswith(SCROLL_URL)]
     assert scrolls[0].request.headers["Authorization"] == "Bearer cs-token-1"
     assert scrolls[1].request.headers["Authorization"] == "Bearer cs-token-2"
 
@@ -382,3 +382,13 @@ def test_mapping_golden_records() -> None:
     assert lab["health_state"] == "reduced_functionality_mode"
     mac = stream.map(hosts["7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29"]).fields
     assert mac["os_name"] == "macOS" and "fqdn" not in mac and "kind" not in mac
+
+
+def test_rejected_fql_fails_the_run_as_config_naming_the_filter(rsps: responses.RequestsMock,
+                                                                tmp_path: Path) -> None:
+    rsps.add(responses.GET, SCROLL_URL, status=400,
+             json={"errors": [{"code": 400, "message": "Invalid filter"}], "resources": []})
+    FakeFalcon(rsps)
+    with pytest.raises(SyncFailed, match="filter=platform_name") as err:
+        run(settings_for(tmp_path, filter="platform_name:'Beos'"), full=True)
+    assert isinstance(err.value.__cause__, ConnectorError) and err.value.__cause__.kind == "config"

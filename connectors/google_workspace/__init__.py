@@ -1,0 +1,1 @@
+"""Google Workspace connector: Directory users, ChromeOS devices and mobile devices (Admin SDK)."""
