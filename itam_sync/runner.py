@@ -297,14 +297,13 @@ def _sync(repo: Repository, settings: Settings, conn_cfg: ConnectorConfig, conne
             c["seen"] += 1
             if progress is not None and c["seen"] % 5000 == 0:
                 progress(name, sname, c["seen"])
-            if type(raw) is BadRecord:
+            if isinstance(raw, BadRecord):
                 c["quarantined"] += 1
                 quarantined.append((run_id, name, sname, raw.source_key, raw.reason, raw.raw, at))
+                known = stage.index.get((sname, raw.source_key)) if raw.source_key else None
+                if known is not None:
+                    stage.seen.add(known[0])  # the source still has it, only unreadable: never mark it missing
                 continue
-            if cursor_get is not None:
-                cv = cursor_get(raw)
-                if cv is not None and (max_cursor is None or str(cv) > str(max_cursor)):
-                    max_cursor = cv
             raw_json = dumps(raw)
             digest = hashlib.blake2b(raw_json.encode(), digest_size=16).hexdigest()
             try:
@@ -319,16 +318,20 @@ def _sync(repo: Repository, settings: Settings, conn_cfg: ConnectorConfig, conne
             if existing is not None and existing[1] == digest and not existing[3]:
                 stage.seen.add(existing[0])
                 c["unchanged"] += 1
-                continue
-            try:
-                obs = smap.map(raw, sname)
-            except MappingError as exc:
-                c["quarantined"] += 1
-                quarantined.append((run_id, name, sname, key, str(exc), raw_json, at))
-                if existing is not None:
-                    stage.seen.add(existing[0])  # the source still has it: never mark it missing
-                continue
-            c[stage.add(sname, key, digest, raw_json, obs.entity, obs.fields, obs.observed_at, existing)] += 1
+            else:
+                try:
+                    obs = smap.map(raw, sname)
+                except MappingError as exc:
+                    c["quarantined"] += 1
+                    quarantined.append((run_id, name, sname, key, str(exc), raw_json, at))
+                    if existing is not None:
+                        stage.seen.add(existing[0])  # the source still has it: never mark it missing
+                    continue  # a quarantined record never moves the cursor (its value may be garbage)
+                c[stage.add(sname, key, digest, raw_json, obs.entity, obs.fields, obs.observed_at, existing)] += 1
+            if cursor_get is not None:
+                cv = cursor_get(raw)
+                if cv is not None and (max_cursor is None or str(cv) > str(max_cursor)):
+                    max_cursor = cv
         if progress is not None:
             progress(name, sname, c["seen"])
         new_cursor = state.new_cursor if state.new_cursor is not None else max_cursor

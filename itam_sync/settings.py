@@ -124,6 +124,27 @@ class SyncConfig(_Model):
     batch_size: int = Field(default=2000, ge=1, le=100_000)
 
 
+class WebConfig(_Model):
+    """The read-only web UI and REST API (`itam-sync web`).
+
+    `api_tokens` are secret references (`${env:X}` / `${file:P}`), resolved when the server starts; with no
+    token configured (here or in ITAM_SYNC_WEB_TOKENS) the server only binds to the loopback interface.
+    """
+
+    api_tokens: list[str] = Field(default_factory=list)
+    page_size: int = Field(default=50, ge=5, le=500)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, v: list[str]) -> list[str]:
+        for t in v:
+            # A literal token in a config file under version control is a leak: only references are accepted.
+            if not SECRET_REF.fullmatch(t.strip()):
+                raise ValueError("api_tokens entries must be secret references such as ${env:ITAM_WEB_TOKEN} "
+                                 "or ${file:/run/secrets/itam_web_token}, not literal tokens")
+        return v
+
+
 class Settings(_Model):
     """The whole config file."""
 
@@ -134,6 +155,7 @@ class Settings(_Model):
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     precedence: PrecedenceConfig = Field(default_factory=PrecedenceConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     # Not part of the YAML: where it was read from (for relative paths and messages).
     source_path: str | None = Field(default=None, exclude=True)

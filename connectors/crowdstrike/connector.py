@@ -102,10 +102,10 @@ class CrowdStrikeHosts(HttpStream):
             params["filter"] = "+".join(clauses)
         return params
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         size = self.connector.config.batch_size
         batch: list[str] = []
-        for host_id in super().records(state):
+        for host_id in self.fetch(state):
             if not isinstance(host_id, str) or not host_id:
                 yield BadRecord("scroll query returned a host id that is not a string",
                                 json.dumps(host_id, default=str)[:2000])

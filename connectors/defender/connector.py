@@ -64,7 +64,7 @@ class Machines(HttpStream):
     def records(self, state: StreamState) -> Iterator[dict[str, Any]]:
         seen = 0
         try:
-            for record in super().records(state):
+            for record in self.fetch(state):
                 seen += 1
                 yield record
         except HttpError as exc:

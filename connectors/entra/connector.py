@@ -55,6 +55,7 @@ class EntraSettings(ConnectorSettings):
         default_factory=lambda: list(USER_PROPERTIES),
         description="User properties to $select; employeeLeaveDateTime needs User-LifeCycleInfo.Read.All")
     device_page_size: int = Field(default=100, ge=1, le=999, description="Devices per page ($top)")
+    timeout: float = Field(default=60, gt=0, description="Seconds to wait for one Graph response")
 
 
 def _settings(stream: Stream) -> EntraSettings:
@@ -145,7 +146,7 @@ class EntraConnector(Connector):
         graph = s.graph_url.rstrip("/")
         auth = MsalClientCredentials(s.tenant_id, s.client_id, s.client_secret, f"{graph}/.default",
                                      authority_host=s.authority_host)
-        self.http = HttpClient(graph, auth)
+        self.http = HttpClient(graph, auth, timeout=(5, s.timeout))
 
     def streams(self) -> list[Stream]:
         return [EntraUsers(self), EntraDevices(self), EntraSubscribedSkus(self)]

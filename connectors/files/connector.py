@@ -64,7 +64,7 @@ class FileStream(Stream):
         self.file_connector = connector
         self.name = connector.settings.stream  # type: ignore[misc,attr-defined]
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         settings: FileSettings = self.file_connector.settings  # type: ignore[assignment]
         paths = _files(settings.path)
         fingerprint = _fingerprint(paths)

@@ -73,6 +73,8 @@ class JamfStream(HttpStream):
 
 
 class Computers(JamfStream):
+    """Computers inventory (Macs): hardware, OS, user and location, management state."""
+
     name = "computers"
     path = "/api/v1/computers-inventory"
     sections = ("GENERAL", "HARDWARE", "USER_AND_LOCATION", "OPERATING_SYSTEM")
@@ -81,6 +83,8 @@ class Computers(JamfStream):
 
 
 class MobileDevices(JamfStream):
+    """Mobile devices (iPhone, iPad, Apple TV) with their details; NETWORK carries the IMEI."""
+
     name = "mobile_devices"
     path = "/api/v2/mobile-devices/detail"
     sections = ("GENERAL", "HARDWARE", "USER_AND_LOCATION", "NETWORK")

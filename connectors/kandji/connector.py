@@ -90,10 +90,10 @@ class KandjiDevices(HttpStream):
             return {"ordering": "-last_check_in"}  # newest first, so the run can stop at the watermark
         return {}
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         config = self.connector.config
         watermark = _moment(state.cursor) if state.cursor and not state.full else None
-        for device in super().records(state):
+        for device in self.fetch(state):
             device_id = device.get("device_id") if isinstance(device, dict) else None
             if not isinstance(device_id, str) or not device_id.strip():
                 yield BadRecord("device without a device_id", json.dumps(device, default=str)[:2000])

@@ -74,6 +74,7 @@ class OktaSettings(ConnectorSettings):
                                description="List assignee e-mails only for apps with at most this many users")
     exclude_apps: list[str] = Field(default_factory=lambda: list(BUILT_IN_APPS),
                                     description="App `name`s to skip (Okta's built-in apps by default)")
+    timeout: float = Field(default=60, gt=0, description="Seconds to wait for one Okta response")
 
     @model_validator(mode="after")
     def _one_auth(self) -> OktaSettings:
@@ -124,8 +125,8 @@ class OktaApps(Stream):
 
     name = "apps"
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
-        conn: OktaConnector = self.connector  # type: ignore[assignment]
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
+        conn = cast(OktaConnector, self.connector)
         s = conn.settings
         apps = conn.http.paginate("/api/v1/apps", LinkHeaderPaginator(),
                                   params={"limit": s.page_size, "filter": 'status eq "ACTIVE"'})
@@ -165,7 +166,7 @@ class OktaConnector(Connector):
 
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         super().__init__(name, settings)
-        self.http = HttpClient(self.settings.org_url, self._auth())
+        self.http = HttpClient(self.settings.org_url, self._auth(), timeout=(5, self.settings.timeout))
 
     def _auth(self) -> AuthBase:
         s = self.settings

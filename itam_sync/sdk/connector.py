@@ -58,8 +58,9 @@ class Stream(ABC):
         self.connector = connector
 
     @abstractmethod
-    def records(self, state: StreamState) -> Iterator[dict[str, Any]]:
-        """Yield raw records. On an incremental run `state.cursor` says where the last run stopped."""
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
+        """Yield raw records (or a `BadRecord` for one that cannot be parsed: the engine quarantines it).
+        On an incremental run `state.cursor` says where the last run stopped."""
 
 
 class Connector(ABC):

@@ -159,6 +159,11 @@ class HttpClient:
         """GET and decode JSON; a body that is not JSON raises HttpError."""
         return self._json(self.request("GET", path_or_url, params=params, headers=headers))
 
+    def request_json(self, method: str, path_or_url: str, params: Mapping[str, Any] | None = None,
+                     json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
+        """Send any request (e.g. a POST report or search) and decode JSON; a non-JSON body raises HttpError."""
+        return self._json(self.request(method, path_or_url, params=params, json=json, headers=headers))
+
     @staticmethod
     def _json(response: requests.Response) -> Any:
         try:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import requests
 
-from itam_sync.sdk.connector import ConnectorError, Stream, StreamState
+from itam_sync.sdk.connector import BadRecord, ConnectorError, Stream, StreamState
 from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.pagination import Paginator
 
@@ -62,7 +62,12 @@ class HttpStream(Stream):
         spec = type(self).paginator
         return spec if isinstance(spec, Paginator) else spec()
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any]]:
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
+        return self.fetch(state)
+
+    def fetch(self, state: StreamState) -> Iterator[dict[str, Any]]:
+        """The records of every page, lazily. Streams that post-process records (batch lookups, details
+        calls) override `records` and read from here."""
         http = getattr(self.connector, "http", None)
         if not isinstance(http, HttpClient):
             raise ConnectorError(f"{type(self.connector).__name__} must set `self.http` to an HttpClient "

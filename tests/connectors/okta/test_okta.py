@@ -342,7 +342,7 @@ def test_mapping_user_golden() -> None:
     assert mapped("users", anna) == {
         "key": "00u1abcd2EFGH3ijk4l5", "observed_at": "2024-06-01T17:40:11Z",
         "employee_id": "E10442", "email": "anna.berg@example.com", "email_aliases": ["anna.berg@example.com"],
-        "display_name": "Anna Berg", "department": "Finance", "title": "Controller", "manager": "E10007",
+        "display_name": "Anna Berg", "department": "Finance", "title": "Controller",
         "status": "active", "idp_user_id": "00u1abcd2EFGH3ijk4l5", "last_login": "2024-06-03T06:58:12Z"}
     assert mapped("users", lars)["status"] == "suspended"
     assert mapped("users", lars)["display_name"] == "Lars Ek"

@@ -148,3 +148,17 @@ def test_token_without_expiry_is_kept_until_invalidated() -> None:
     assert auth.token() == "a"
     auth.invalidate()
     assert auth.token() == "b"
+
+
+def test_oauth_extra_form_callable_is_evaluated_per_token_request(mock: responses.RequestsMock,
+                                                                  make_client: MakeClient) -> None:
+    mock.post(TOKEN_URL, json={"access_token": "t1", "expires_in": 3600})
+    mock.post(TOKEN_URL, json={"access_token": "t2", "expires_in": 3600})
+    mock.get(URL, status=401)
+    mock.get(URL, json={})
+    assertions = iter(["jwt-1", "jwt-2"])
+    auth = OAuth2ClientCredentials(TOKEN_URL, "cid", extra_form=lambda: {"client_assertion": next(assertions)})
+    make_client(auth=auth).request("GET", URL)  # 401 -> refresh: a second, fresh assertion
+    forms = [parse_qs(str(c.request.body)) for c in mock.calls if c.request.url == TOKEN_URL]
+    assert [f["client_assertion"] for f in forms] == [["jwt-1"], ["jwt-2"]]
+    assert "client_secret" not in forms[0]

@@ -166,3 +166,17 @@ def test_secrets_stay_out_of_logs_reprs_and_errors(mock: responses.RequestsMock,
     assert "SECRET" not in caplog.text
     assert "GET https://api.example.test/v1/things?api_key=***&limit=5 -> 503" in caplog.text
     assert "retrying in" in caplog.text
+
+
+def test_request_json_posts_a_body_retries_and_rejects_non_json(mock: responses.RequestsMock,
+                                                                make_client: MakeClient,
+                                                                sleeps: list[float]) -> None:
+    mock.post(URL, status=503)
+    mock.post(URL, json={"rows": [1]})
+    mock.post(URL, body="<html>maintenance</html>")
+    client = make_client()
+    assert client.request_json("POST", URL, json={"q": 1}, params={"format": "JSON"}) == {"rows": [1]}
+    assert mock.calls[1].request.body == b'{"q": 1}' and mock.calls[1].request.url == f"{URL}?format=JSON"
+    assert len(sleeps) == 1
+    with pytest.raises(HttpError, match="not JSON"):
+        client.request_json("POST", URL)

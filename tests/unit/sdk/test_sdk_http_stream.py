@@ -74,3 +74,18 @@ def test_paginator_factory_and_check(mock: responses.RequestsMock, make_client: 
 def test_connector_without_http_client_is_reported() -> None:
     with pytest.raises(ConnectorError, match="self.http"):
         list(Users(Demo(None)).records(StreamState()))
+
+
+def test_on_page_hook_can_set_the_new_cursor(mock: responses.RequestsMock, make_client: MakeClient) -> None:
+    class Delta(HttpStream):
+        name = "delta"
+        path = "/api/v1/delta"
+        records_path = "value"
+
+        def on_page(self, state: StreamState, response: Any, body: Any) -> None:
+            state.new_cursor = body.get("deltaLink")
+
+    mock.get(f"{BASE}/api/v1/delta", json={"value": [{"id": 1}], "deltaLink": "next-time"})
+    state = StreamState()
+    assert list(Delta(Demo(make_client())).records(state)) == [{"id": 1}]
+    assert state.new_cursor == "next-time"

@@ -205,3 +205,15 @@ def test_paginators_hold_no_run_state(mock: responses.RequestsMock, make_client:
     paginator, client = OffsetPaginator(limit=2), make_client()
     first = ids(list(client.paginate(URL, paginator)))
     assert first == ids(list(client.paginate(URL, paginator))) == [1, 2, 3]
+
+
+def test_on_page_sees_every_page_including_the_last_pages_delta_link(mock: responses.RequestsMock,
+                                                                      make_client: MakeClient) -> None:
+    p2 = f"{URL}/delta?$skiptoken=A"
+    mock.get(f"{URL}/delta", json={"value": recs(1), "@odata.nextLink": p2})
+    mock.get(p2, json={"value": [], "@odata.deltaLink": f"{URL}/delta?$deltatoken=D"})
+    seen: list[Any] = []
+    got = list(make_client().paginate(f"{URL}/delta", NextLinkPaginator(), records_path="value",
+                                      on_page=lambda response, body: seen.append(body.get("@odata.deltaLink"))))
+    assert ids(got) == [1]
+    assert seen == [None, f"{URL}/delta?$deltatoken=D"]  # an empty last page is reported too

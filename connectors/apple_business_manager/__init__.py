@@ -1,0 +1,1 @@
+"""Apple Business Manager connector: organisation devices -> assets."""

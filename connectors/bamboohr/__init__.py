@@ -1,0 +1,1 @@
+"""BambooHR connector: employees (custom report) -> people."""

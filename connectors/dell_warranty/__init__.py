@@ -1,0 +1,1 @@
+"""Dell warranty connector: warranty look-ups by service tag -> asset warranty fields."""

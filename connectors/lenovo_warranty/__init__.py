@@ -1,0 +1,1 @@
+"""Lenovo warranty connector: warranty look-ups by serial -> asset warranty fields."""

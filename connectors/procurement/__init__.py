@@ -1,0 +1,1 @@
+"""Procurement connector: CSV and XLSX purchase records from a watched folder -> assets."""

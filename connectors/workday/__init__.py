@@ -1,0 +1,1 @@
+"""Workday connector: a Report-as-a-Service custom report (JSON) -> people."""
