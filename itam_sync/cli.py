@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -186,17 +187,18 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
         merge_task = progress.add_task("merging golden records", total=None)
         merged = merge_pending(settings, store)
         progress.update(merge_task, completed=merged.entities)
-    table = Table(title="sync runs")
-    for col in ("run", "connector", "mode", "status", "seen", "new", "changed", "unchanged", "quarantined",
-                "missing", "conflicts", "seconds"):
-        table.add_column(col, justify="right" if col not in ("connector", "mode", "status") else "left")
+    # Short headers and a light box keep the table readable in an 80-column terminal.
+    table = Table(title=f"sync runs ({'full' if full else 'incremental'})", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  caption="records new, changed (chg), unchanged (same), quarantined, marked missing (gone)")
+    for col in ("run", "connector", "status", "seen", "new", "chg", "same", "quar", "gone", "confl", "s"):
+        table.add_column(col, justify="left" if col in ("connector", "status") else "right", no_wrap=True)
     for r in results:
         streams = [v for k, v in r.counts.items() if not k.startswith("_")]
         tot = r.counts.get("_total", {})
-        table.add_row(str(r.run_id), r.connector, r.mode, r.status,
+        table.add_row(str(r.run_id), r.connector, r.status,
                       *(str(sum(s.get(k, 0) for s in streams)) for k in ("seen", "new", "changed", "unchanged",
                                                                           "quarantined")),
-                      str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.2f}")
+                      str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.1f}")
     if not quiet:
         Console(highlight=False).print(table)
         Console(highlight=False).print(f"merged {merged.entities} entities: {merged.changed_entities} changed, "

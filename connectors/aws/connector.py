@@ -72,7 +72,8 @@ class AwsSettings(ConnectorSettings):
     retry_mode: Literal["standard", "adaptive", "legacy"] = Field(
         default="standard", description="botocore retry mode; adaptive also rate-limits the client side")
     max_attempts: int = Field(default=10, ge=1, le=30,
-                              description="Attempts per call, throttling (RequestLimitExceeded) included")
+                              description="Total attempts per call (botocore total_max_attempts), "
+                                          "throttling (RequestLimitExceeded) included")
     page_size: int = Field(default=1000, ge=5, le=1000, description="DescribeInstances MaxResults per page")
     include_terminated: bool = Field(default=False,
                                      description="Also read terminated instances (listed for about an hour)")
@@ -166,7 +167,7 @@ class AwsConnector(Connector):
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         super().__init__(name, settings)
         s = self.settings
-        self.config = Config(retries={"mode": s.retry_mode, "max_attempts": s.max_attempts},
+        self.config = Config(retries={"mode": s.retry_mode, "total_max_attempts": s.max_attempts},
                              connect_timeout=min(s.timeout, 10), read_timeout=s.timeout,
                              user_agent_extra=f"itam-sync/{__version__}")
         self.base = boto3.Session(profile_name=s.profile, aws_access_key_id=s.access_key_id,

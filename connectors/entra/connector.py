@@ -24,7 +24,7 @@ from typing import Any, ClassVar, cast
 import requests
 from pydantic import Field
 
-from itam_sync.sdk.connector import Connector, ConnectorError, ConnectorSettings, Stream, StreamState
+from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
 from itam_sync.sdk.errors import HttpError
 from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.http_stream import HttpStream
@@ -92,7 +92,7 @@ class EntraUsers(HttpStream):
         if isinstance(body, dict) and body.get("@odata.deltaLink"):
             state.new_cursor = body["@odata.deltaLink"]
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any]]:
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         resuming, yielded = self._resume(state) is not None, False
         try:
             for record in super().records(state):

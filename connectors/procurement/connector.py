@@ -1,0 +1,202 @@
+"""Procurement files: CSV and XLSX purchase records dropped in a watched folder, each file imported once.
+
+Every file in `folder` whose name matches `pattern` ("*.csv,*.xlsx") is a batch of purchase lines. A line
+becomes one raw record: its header names normalised to snake_case ("PO Number" -> `po_number`, "Serial #"
+-> `serial`), every value as text (XLSX dates as ISO dates, numbers without a spurious ".0"), plus `_file`
+and `_row` saying where it came from (shown in the quarantine and `explain`). mappings/procurement.yaml maps
+the columns; its source key is the order number and serial (or line id), never the file, so a line that a
+later export repeats updates the same record instead of duplicating it.
+
+Imported once: the cursor (`state.new_cursor`) is the sorted list of SHA-256 hashes of the files already
+imported. An incremental run reads only files whose content hash is not in it, so a finance export dropped
+each month is read once; a renamed copy is skipped, and a file edited in place (new content, new hash) is read
+again. The hash is of the exact bytes parsed, so a file still being copied when the run started is re-read,
+whole, once the copy completes. A full run reads every file in the folder again: lines of files still there
+are seen, so nothing of theirs is marked missing; removing a file and running with --full marks its lines
+missing (behind the deletion guard, as any full run).
+
+Lines that cannot be read are quarantined as `BadRecord`s naming `file:row` (wrong number of CSV columns, an
+Excel error value such as #REF!, a file that is not valid XLSX or not in `encoding`); the rest of the file
+is imported. Values the mapping cannot convert (a cost of "tbd") are quarantined by the engine with the raw
+record, whose `_file`/`_row` say where to fix them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import fnmatch
+import hashlib
+import io
+import logging
+import re
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from openpyxl import load_workbook
+from openpyxl.cell.cell import ERROR_CODES
+from pydantic import Field, field_validator
+
+from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
+
+log = logging.getLogger(__name__)
+
+Row = tuple[int, list[Any]]  # (1-based row or line number, cell values)
+
+
+class ProcurementSettings(ConnectorSettings):
+    """Settings of the `procurement` connector."""
+
+    folder: str = Field(description="The watched folder (not searched recursively)")
+    pattern: str = Field(default="*.csv,*.xlsx", description="Comma-separated file name globs to import")
+    sheet: str | None = Field(default=None, description="XLSX sheet to read; default the workbook's first sheet")
+    stream: str = Field(default="purchases", description="Stream name; the mapping's streams key")
+    encoding: str = Field(default="utf-8-sig", description="Text encoding of CSV files")
+    delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV delimiter (; for many "
+                                                                               "European Excel exports)")
+    normalize_headers: bool = Field(default=True, description="Header names to snake_case (PO Number -> "
+                                                              "po_number); false keeps them verbatim")
+
+    @field_validator("pattern")
+    @classmethod
+    def _patterns(cls, v: str) -> str:
+        if not [p for p in v.split(",") if p.strip()]:
+            raise ValueError("give at least one glob, e.g. *.csv,*.xlsx")
+        return v
+
+    def globs(self) -> list[str]:
+        return [p.strip() for p in self.pattern.split(",") if p.strip()]
+
+
+def normalize_header(name: str) -> str:
+    """'PO Number' -> 'po_number', 'Serial #' -> 'serial', 'Cost (EUR)' -> 'cost_eur'."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def cell_text(value: Any) -> str:
+    """An XLSX cell as the text a CSV export would hold: ISO dates, integers without '.0', '' for empty."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class PurchaseFiles(Stream):
+    """Purchase lines of every not-yet-imported file (every file on a full run), in file-name order."""
+
+    name = "purchases"
+    connector: ProcurementConnector
+
+    def __init__(self, connector: ProcurementConnector) -> None:
+        super().__init__(connector)
+        self.name = connector.settings.stream  # type: ignore[misc]
+
+    def files(self) -> list[Path]:
+        s = self.connector.settings
+        folder = Path(s.folder)
+        if not folder.is_dir():  # a vanished share must fail the run, not read as "no purchases"
+            raise ConnectorError(f"procurement folder not found: {folder} (fix: settings.folder)", kind="config")
+        return sorted(p for p in folder.iterdir()
+                      if p.is_file() and not p.name.startswith((".", "~$"))  # hidden files, Excel lock files
+                      and any(fnmatch.fnmatch(p.name.lower(), g.lower()) for g in s.globs()))
+
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
+        known = set() if state.full or not state.cursor else set(state.cursor)
+        imported = set(known)
+        for path in self.files():
+            data = path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in imported:
+                log.info("%s: %s already imported (same content); skipped", self.connector.name, path.name)
+                continue
+            log.info("%s: importing %s", self.connector.name, path.name)
+            yield from self.lines(path, data)
+            imported.add(digest)
+        state.new_cursor = sorted(imported)
+
+    def lines(self, path: Path, data: bytes) -> Iterator[dict[str, Any] | BadRecord]:
+        try:
+            rows = self.xlsx_rows(data) if path.suffix.lower() == ".xlsx" else self.csv_rows(data)
+            header: list[str] | None = None
+            for n, cells in rows:
+                if all(cell_text(c).strip() == "" for c in cells):
+                    continue
+                if header is None:
+                    header = self.header(cells)
+                    continue
+                yield self.record(path.name, n, header, cells)
+        except (UnicodeDecodeError, zipfile.BadZipFile, KeyError, OSError, ValueError, csv.Error) as exc:
+            if isinstance(exc, ConnectorError):
+                raise
+            yield BadRecord(f"{path.name}: cannot read the file ({type(exc).__name__}: {str(exc)[:200]})")
+
+    def header(self, cells: list[Any]) -> list[str]:
+        names = [cell_text(c).strip() for c in cells]
+        if self.connector.settings.normalize_headers:
+            names = [normalize_header(h) for h in names]
+        seen: dict[str, int] = {}
+        out = []
+        for h in names:  # a repeated column name gets a suffix instead of overwriting the first
+            seen[h] = seen.get(h, 0) + 1
+            out.append(h if seen[h] == 1 or not h else f"{h}_{seen[h]}")
+        return out
+
+    @staticmethod
+    def record(file: str, n: int, header: list[str], cells: list[Any]) -> dict[str, Any] | BadRecord:
+        where = f"{file}:{n}"
+        raw = ",".join(cell_text(c) for c in cells)[:2000]
+        extra = cells[len(header):]
+        if len(cells) < len(header) or any(cell_text(c).strip() for c in extra):
+            return BadRecord(f"{where}: {len(cells)} columns, the header has {len(header)}", raw=raw)
+        rec: dict[str, Any] = {}
+        for name, value in zip(header, cells, strict=False):
+            text = cell_text(value)
+            if isinstance(value, str) and value in ERROR_CODES:
+                return BadRecord(f"{where}: column {name!r} holds the Excel error {value}", raw=raw)
+            if not name:
+                if text.strip():
+                    return BadRecord(f"{where}: a value in a column without a header", raw=raw)
+                continue
+            rec[name] = text
+        return {**rec, "_file": file, "_row": n}
+
+    def csv_rows(self, data: bytes) -> Iterable[Row]:
+        s = self.connector.settings
+        reader = csv.reader(io.StringIO(data.decode(s.encoding), newline=""), delimiter=s.delimiter)
+        for cells in reader:
+            yield reader.line_num, list(cells)
+
+    def xlsx_rows(self, data: bytes) -> Iterable[Row]:
+        sheet = self.connector.settings.sheet
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        try:
+            if sheet is not None and sheet not in book.sheetnames:
+                raise ConnectorError(f"no sheet {sheet!r} (sheets: {', '.join(book.sheetnames)}); "
+                                     "fix settings.sheet", kind="config")
+            ws = book[sheet] if sheet is not None else book.worksheets[0]
+            for n, values in enumerate(ws.iter_rows(values_only=True), 1):
+                yield n, list(values)
+        finally:
+            book.close()
+
+
+class ProcurementConnector(Connector):
+    """CSV/XLSX purchase records (-> assets: order, vendor, cost, dates, warranty) from a watched folder."""
+
+    type_name = "procurement"
+    description = "Procurement files: CSV/XLSX purchase records from a watched folder, each file imported once"
+    settings_model = ProcurementSettings
+    example_settings: ClassVar[dict[str, Any]] = {"folder": "/srv/itam/procurement", "pattern": "*.csv,*.xlsx"}
+    settings: ProcurementSettings
+
+    def streams(self) -> list[Stream]:
+        return [PurchaseFiles(self)]
