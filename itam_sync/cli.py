@@ -190,12 +190,12 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
     # Short headers and a light box keep the table readable in an 80-column terminal.
     table = Table(title=f"sync runs ({'full' if full else 'incremental'})", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                   caption="records new, changed (chg), unchanged (same), quarantined, marked missing (gone)")
-    for col in ("run", "connector", "status", "seen", "new", "chg", "same", "quar", "gone", "confl", "s"):
+    for col in ("connector", "status", "seen", "new", "chg", "same", "quar", "gone", "confl", "secs"):
         table.add_column(col, justify="left" if col in ("connector", "status") else "right", no_wrap=True)
     for r in results:
         streams = [v for k, v in r.counts.items() if not k.startswith("_")]
         tot = r.counts.get("_total", {})
-        table.add_row(str(r.run_id), r.connector, r.status,
+        table.add_row(r.connector, r.status,
                       *(str(sum(s.get(k, 0) for s in streams)) for k in ("seen", "new", "changed", "unchanged",
                                                                           "quarantined")),
                       str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.1f}")

@@ -135,8 +135,8 @@ class PurchaseFiles(Stream):
                     continue
                 yield self.record(path.name, n, header, cells)
         except (UnicodeDecodeError, zipfile.BadZipFile, KeyError, OSError, ValueError, csv.Error) as exc:
-            if isinstance(exc, ConnectorError):
-                raise
+            # The lines before the failure are kept; the file's hash is recorded, since the same bytes would
+            # fail again: a corrected export is a new file.
             yield BadRecord(f"{path.name}: cannot read the file ({type(exc).__name__}: {str(exc)[:200]})")
 
     def header(self, cells: list[Any]) -> list[str]:
