@@ -30,9 +30,10 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 ENTITY_NAMES = {"assets": EntityType.ASSET, "people": EntityType.PERSON, "subscriptions": EntityType.SUBSCRIPTION}
 
-config_option = click.option("--config", "-c", "config_path", envvar="ITAM_SYNC_CONFIG", default="itam-sync.yaml",
-                             show_default=True, type=click.Path(dir_okay=False),
-                             help="Config file (or set ITAM_SYNC_CONFIG).")
+# Annotated: command modules registered at the end of this file import it (an import cycle mypy cannot infer).
+config_option: Callable[[F], F] = click.option(
+    "--config", "-c", "config_path", envvar="ITAM_SYNC_CONFIG", default="itam-sync.yaml", show_default=True,
+    type=click.Path(dir_okay=False), help="Config file (or set ITAM_SYNC_CONFIG).")
 
 
 def _err(msg: str) -> Console:
@@ -78,10 +79,16 @@ def _store(settings: Settings) -> Store:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="itam-sync")
 @click.option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress display, no warnings.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="ITAM_SYNC_LOG_FORMAT", help="Logs on stderr as text or JSON lines (for log shippers).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool, log_format: str) -> None:
     """itam-sync: pull assets, people and licences from many systems into one auditable source of truth."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from itam_sync.cli_ops import setup_logging
+
+    ctx.obj = {"verbose": verbose, "quiet": quiet, "log_format": log_format}
+    setup_logging(verbose, quiet, log_format)
 
 
 @main.command()
@@ -118,6 +125,9 @@ def validate(config_path: str) -> None:
         except FileNotFoundError:
             problems.append(f"{where}: connectors.{i}: mapping file {mpath} not found "
                             f"(fix: create it or set `mapping:`)")
+    from itam_sync.sinks.registry import sink_config_problems
+
+    problems += sink_config_problems(config_path, loaded)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for w in loaded.warnings:
         err.print(f"[yellow]warning:[/yellow] {w}")
@@ -153,10 +163,22 @@ def init(output: str | None, force: bool) -> None:
 @click.option("--connector", "connectors", multiple=True, help="Run only this connector (repeatable).")
 @click.option("--full", is_flag=True, help="Full resync: read everything and mark unseen records missing.")
 @click.option("--allow-shrink", is_flag=True, help="Let a full run mark more than the deletion guard missing.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary table.")
+@click.option("--no-wait", is_flag=True, help="If another process (e.g. `serve`) is syncing a connector, say who "
+              "and exit 1 instead of waiting for it.")
 @handle_errors
-def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink: bool, quiet: bool) -> None:
-    """Sync connectors (all enabled ones by default) into the store."""
+def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink: bool, quiet: bool,
+        no_wait: bool) -> None:
+    """Sync connectors (all enabled ones by default) into the store, then merge.
+
+    A connector that another process is syncing right now (`serve`, another shell) is waited for, with a
+    message naming the holder of its lease; --no-wait reports the holder and exits 1 instead.
+    """
+    from itam_sync.leases import LeaseInfo
+    from itam_sync.runner import ConnectorBusy
+
+    flags = click.get_current_context().find_root().obj or {}
+    quiet = quiet or bool(flags.get("quiet"))
     settings = _settings(config_path)
     names = list(connectors) or [c.name for c in settings.connectors if c.enabled]
     for n in names:
@@ -166,30 +188,58 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     results: list[RunResult] = []
     failed: list[str] = []
+    # JSON logs share stderr with the progress display: machines get the log lines only.
+    show = not quiet and console.is_terminal and flags.get("log_format") != "json"
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
-                  TimeElapsedColumn(), console=console, disable=quiet or not console.is_terminal) as progress:
+                  TextColumn("{task.fields[pages]}"), TextColumn("{task.fields[waits]}"), TimeElapsedColumn(),
+                  console=console, disable=not show) as progress:
         tasks: dict[str, Any] = {}
+        http: dict[str, list[float]] = {}  # conn/stream -> [pages, rate-limit waits, seconds waited]
 
-        def on_progress(conn: str, stream: str, seen: int) -> None:
+        def task(conn: str, stream: str) -> Any:
             key = f"{conn}/{stream}"
             if key not in tasks:
-                tasks[key] = progress.add_task(key, total=None)
-            progress.update(tasks[key], completed=seen)
+                tasks[key] = progress.add_task(key, total=None, pages="", waits="")
+                http[key] = [0, 0, 0.0]
+            return tasks[key], http[key]
+
+        def on_progress(conn: str, stream: str, seen: int) -> None:
+            progress.update(task(conn, stream)[0], completed=seen)
+
+        def on_http(conn: str, stream: str, kind: str, value: float) -> None:
+            tid, h = task(conn, stream)
+            if kind == "page":
+                h[0] += 1
+            elif kind == "rate_limit_wait":
+                h[1] += 1
+                h[2] += value
+            progress.update(tid, pages=f"{h[0]:,.0f} pages" if h[0] else "",
+                            waits=f"rate-limited {h[1]:.0f}x ({h[2]:.0f} s)" if h[1] else "")
+
+        def on_lease_wait(holder: LeaseInfo) -> None:
+            console.print(f"[yellow]waiting:[/yellow] {holder.name.split(':', 1)[-1]} is being synced by "
+                          f"{holder.describe()}; this run starts when that one ends (Ctrl-C to give up)")
 
         for n in names:
             try:
                 results.append(run_connector(settings, n, full=full, allow_shrink=allow_shrink, store=store,
-                                             registry=registry, progress=on_progress, merge=False))
+                                             registry=registry, progress=on_progress, merge=False,
+                                             lease_wait=0 if no_wait else None, on_lease_wait=on_lease_wait,
+                                             on_http=on_http))
+            except ConnectorBusy as exc:
+                console.print(f"[red]busy:[/red] {exc}")
+                failed.append(n)
             except SyncFailed as exc:
                 console.print(f"[red]error:[/red] {exc}")
                 failed.append(n)
         # One merge after every connector staged: an entity seen by several sources is merged once.
-        merge_task = progress.add_task("merging golden records", total=None)
-        merged = merge_pending(settings, store)
+        merge_task = progress.add_task("merging golden records", total=None, pages="", waits="")
+        merged = merge_pending(settings, store, on_lease_wait=lambda h: console.print(
+            f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
         progress.update(merge_task, completed=merged.entities)
     # Short headers and a light box keep the table readable in an 80-column terminal.
-    table = Table(title=f"sync runs ({'full' if full else 'incremental'})", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                  caption="records new, changed (chg), unchanged (same), quarantined, marked missing (gone)")
+    table = Table(title=f"sync runs ({'full' if full else 'incremental'})", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, caption="records new, changed (chg), unchanged (same), quarantined, marked missing (gone)")
     for col in ("connector", "status", "seen", "new", "chg", "same", "quar", "gone", "confl", "secs"):
         table.add_column(col, justify="left" if col in ("connector", "status") else "right", no_wrap=True)
     for r in results:
@@ -258,14 +308,20 @@ def runs(config_path: str, limit: int, connector: str | None, as_json: bool) -> 
         return
     table = Table(title="runs")
     for col in ("id", "connector", "mode", "status", "started", "seconds", "seen", "changed", "error"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "error")
     for r in rows:
-        streams = [v for k, v in r["counts"].items() if not k.startswith("_")]
+        streams = [v for k, v in r["counts"].items() if not k.startswith("_") and isinstance(v, dict)]
         table.add_row(str(r["id"]), r["connector"], r["mode"], r["status"], r["started_at"],
                       f"{r['duration_s']:.2f}" if r["duration_s"] is not None else "",
                       str(sum(s.get("seen", 0) for s in streams)),
-                      str(sum(s.get("changed", 0) + s.get("new", 0) for s in streams)), r["error"] or "")
-    Console(highlight=False).print(table)
+                      str(sum(s.get("changed", 0) + s.get("new", 0) for s in streams)),
+                      "(below)" if r["error"] else "")
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(table)
+    # Errors in full, one per line: they say what to do, and a narrow table column would cut that off.
+    for r in rows:
+        if r["error"]:
+            out.print(f"run {r['id']} ({r['connector']}, {r['status']}): {r['error']}", markup=False)
 
 
 @main.command()
@@ -428,14 +484,20 @@ def _short(v: Any) -> str:
 @config_option
 @click.argument("entity")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--as-of", "as_of", default=None, metavar="TIME",
+              help="Show it as it stood then (YYYY-MM-DD = end of that day, or YYYY-MM-DDTHH:MM:SSZ), from the "
+                   "merge log.")
 @handle_errors
-def explain(config_path: str, entity: str, as_json: bool) -> None:
+def explain(config_path: str, entity: str, as_json: bool, as_of: str | None) -> None:
     """Why ENTITY (id, serial, e-mail or key) says what it says: per field, winner, age and losers."""
     from dataclasses import asdict
 
     from itam_sync.audit import explain as do_explain
 
     settings = _settings(config_path)
+    if as_of:
+        _explain_as_of(settings, entity, as_of, as_json)
+        return
     ex = do_explain(_store(settings), settings, entity)
     if as_json:
         click.echo(json.dumps(asdict(ex), indent=2, default=str))
@@ -461,14 +523,23 @@ def explain(config_path: str, entity: str, as_json: bool) -> None:
 @click.option("--entity", "entity_name", type=click.Choice(sorted(ENTITY_NAMES)), required=True)
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="File (default stdout).")
+@click.option("--as-of", "as_of", default=None, metavar="TIME",
+              help="The records as they stood then (YYYY-MM-DD = end of that day), rebuilt from the merge log.")
 @handle_errors
-def export(config_path: str, entity_name: str, fmt: str, output: str | None) -> None:
+def export(config_path: str, entity_name: str, fmt: str, output: str | None, as_of: str | None) -> None:
     """Export golden records with their fields and the source records that feed them."""
     settings = _settings(config_path)
     etype = ENTITY_NAMES[entity_name]
     fields = list(FIELDS[etype])
+    if as_of:
+        from itam_sync.audit_chain import parse_time
+
+        as_of = parse_time(as_of, end_of_day=True)  # a bad time fails here, before the output file is opened
     fh = open(output, "w", newline="") if output else sys.stdout  # noqa: SIM115 - stdout is not ours to close
     try:
+        if as_of:
+            _export_as_of(settings, etype, fields, fmt, fh, as_of)
+            return
         with _store(settings).begin() as repo:
             batch: list[tuple[int, dict[str, Any], str]] = []
             writer = csv.writer(fh) if fmt == "csv" else None
@@ -512,6 +583,66 @@ def _cell(v: Any) -> str:
     if isinstance(v, list):
         return ";".join(map(str, v))
     return str(v)
+
+
+def _export_as_of(settings: Settings, etype: EntityType, fields: list[str], fmt: str, fh: Any, as_of: str) -> None:
+    """`export --as-of`: the same shape as `export`, from the merge log (records carry no missing marks)."""
+    from itam_sync.timetravel import iter_as_of
+
+    writer = csv.writer(fh) if fmt == "csv" else None
+    if writer:
+        writer.writerow(["id", "status", *fields, "sources"])
+    else:
+        fh.write("[")
+    first = True
+    for ent in iter_as_of(_store(settings), etype.value, as_of):
+        vals = ent.fields
+        if writer:
+            writer.writerow([ent.entity_id, ent.status, *(_cell(vals[f].value if f in vals else None) for f in fields),
+                             ";".join(ent.records)])
+        else:
+            rec = {"id": ent.entity_id, "type": etype.value, "status": ent.status,
+                   "fields": {f: vals[f].value for f in fields if f in vals},
+                   "field_sources": {f: vals[f].source for f in fields if f in vals},
+                   "sources": ent.records}
+            fh.write(("\n" if first else ",\n") + json.dumps(rec))
+            first = False
+    if not writer:
+        fh.write("\n]\n")
+
+
+def _explain_as_of(settings: Settings, entity: str, as_of_text: str, as_json: bool) -> None:
+    """`explain --as-of`: value, source and rule of each field as logged at that time."""
+    from dataclasses import asdict
+
+    from itam_sync.audit_chain import parse_time
+    from itam_sync.timetravel import explain_as_of
+
+    ex = explain_as_of(_store(settings), entity, parse_time(as_of_text, end_of_day=True))
+    if as_json:
+        click.echo(json.dumps(asdict(ex), indent=2, default=str))
+        return
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"[bold]{ex.entity_type} {ex.entity_id}[/bold] as of {ex.as_of} ({ex.status})")
+    if ex.merged_into:
+        out.print(f"  merged into entity {ex.merged_into['entity']} at {ex.merged_into['at']}; the fields below are "
+                  "its own up to then")
+    for m in ex.merged_from:
+        out.print(f"  entity {m['entity']} was merged into it at {m['at']}")
+    for m in ex.merged_later:
+        out.print(f"  entity {m['entity']} was still separate then (merged into it at {m['at']})")
+    for rec in ex.records:
+        out.print(f"  fed by {rec} (per the merge log)", markup=False)
+    out.print(f"  note: {ex.note}", markup=False)
+    for f in ex.fields:
+        out.print(f"{f.field} = {_short(f.value)}", markup=False, soft_wrap=True)
+        who = f", by {f.actor}" if f.actor else ""
+        out.print(f"    set by: {f.source or '-'}; {f.rule or '-'}; logged {f.logged_at} (run {f.run_id or '-'}, "
+                  f"log #{f.log_id}{who})", markup=False, soft_wrap=True)
+    if ex.history:
+        out.print(f"\nhistory up to {ex.as_of} (newest last):")
+        for r in ex.history:
+            out.print("  " + log_line(r), markup=False, soft_wrap=True)
 
 
 @main.command()
@@ -594,5 +725,29 @@ def connectors_cmd() -> None:
         click.echo(f"{name:20} {desc}")
 
 
-if __name__ == "__main__":
-    main()
+from itam_sync.cli_web import web as _web_command  # noqa: E402 - registered after `main` exists
+
+main.add_command(_web_command)
+
+
+from itam_sync.cli_audit import audit as _audit_group  # noqa: E402 - registered after main exists
+from itam_sync.cli_reports import report as _report_cmd  # noqa: E402
+
+main.add_command(_audit_group)
+main.add_command(_report_cmd)
+
+
+from itam_sync.cli_publish import COMMANDS as _publish_commands  # noqa: E402 - registered after main exists
+
+for _cmd in _publish_commands:
+    main.add_command(_cmd)
+
+
+from itam_sync.cli_ops import serve as _serve_cmd  # noqa: E402 - registered after main exists
+from itam_sync.cli_ops import status as _status_cmd  # noqa: E402
+
+main.add_command(_serve_cmd)
+main.add_command(_status_cmd)
+
+# Run as `itam-sync ...` or `python -m itam_sync ...` (itam_sync/__main__.py); `python -m itam_sync.cli` would
+# import this module twice because the command modules above import it.

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from itam_sync.identity import IdentityPolicy, RecordToResolve, resolve
+from itam_sync.leases import MERGE_LEASE, Lease, LeaseBusy, LeaseInfo, connector_lease
 from itam_sync.mapping.engine import MappingError
 from itam_sync.mapping.loader import load_mapping
 from itam_sync.merge.apply import MergeStats, apply_merge
@@ -27,12 +29,15 @@ from itam_sync.merge.rules import Rules, iso
 from itam_sync.model.canonical import EntityType
 from itam_sync.registry import Registry
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, StreamState
+from itam_sync.sdk.errors import HttpError
+from itam_sync.sdk.http import observe_http
 from itam_sync.settings import ConfigError, ConnectorConfig, Settings, resolve_secrets
 from itam_sync.store import Store
 from itam_sync.store.repository import Repository, dumps
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, str, int], None]  # (connector, stream, records seen so far)
+HttpProgress = Callable[[str, str, str, float], None]  # (connector, stream, "page"|"rate_limit_wait"|"retry", n|s)
 
 
 class SyncFailed(Exception):
@@ -45,6 +50,39 @@ class SyncFailed(Exception):
 
 class AlreadyRunning(SyncFailed):
     """Another run of the same connector is in progress."""
+
+
+class ConnectorBusy(AlreadyRunning):
+    """Another worker or process holds the connector's lease (and we were not to wait, or stopped waiting)."""
+
+    def __init__(self, message: str, run_id: int | None = None, holder: LeaseInfo | None = None) -> None:
+        super().__init__(message, run_id)
+        self.holder = holder
+
+
+class RunInterrupted(SyncFailed):
+    """The run was stopped (shutdown) before it finished; it is recorded `interrupted`, nothing was kept."""
+
+
+class RunCancelled(Exception):
+    """Raised inside a run when its `cancel` event is set."""
+
+
+class LeaseLost(Exception):
+    """Another worker took the lease while we held it (we were presumed dead); the transaction is rolled back."""
+
+
+class _Track:
+    """What a run reports while it runs: records per stream, HTTP pages and waits; and whether to stop."""
+
+    def __init__(self, connector: str, progress: Progress | None, on_http: HttpProgress | None,
+                 cancel: threading.Event | None) -> None:
+        self.connector, self.progress, self.on_http, self.cancel = connector, progress, on_http, cancel
+        self.stream = ""
+
+    def http(self, kind: str, value: float) -> None:
+        if self.on_http is not None:
+            self.on_http(self.connector, self.stream, kind, value)
 
 
 @dataclass
@@ -100,12 +138,16 @@ class _Staging:
     """Per-run staging state: the connector's source index, id blocks and the records of the open batch."""
 
     def __init__(self, repo: Repository, connector: str, run_id: int, policy: IdentityPolicy, batch: int,
-                 at: str) -> None:
+                 at: str, locked: bool = True) -> None:
         self.repo, self.connector, self.run_id, self.policy, self.batch, self.at = (
             repo, connector, run_id, policy, batch, at)
         self._index: dict[tuple[str, str], tuple[int, str, int | None, bool]] | None = None
         self.seen: set[int] = set()
         self.dirty: set[int] = set()
+        # False on PostgreSQL: the pull runs without the store's writer lock (runs of different connectors
+        # pull in parallel) and `lock()` takes it before the first write.
+        self.locked = locked
+        self._stale_entities = False
         self.use_pins = repo.has_pins()
         self._ids: list[int] = []
         self._eids: list[int] = []
@@ -123,6 +165,18 @@ class _Staging:
         if self._index is None:
             self._index = self.repo.source_index(self.connector)
         return self._index
+
+    def lock(self) -> None:
+        """Take the store's writer lock before the first write (PostgreSQL; SQLite's transaction has it).
+
+        What was read before it may be stale only where other writers touch this connector's rows: the
+        entity a record belongs to (entity merges, operator links) and whether pins exist; both are re-read
+        under the lock (`flush`), so identity is always decided on current data."""
+        if not self.locked:
+            self.repo.write_lock()
+            self.locked = True
+            self._stale_entities = self._index is not None
+            self.use_pins = self.repo.has_pins()
 
     def _next_id(self) -> int:
         if not self._ids:
@@ -159,6 +213,14 @@ class _Staging:
     def flush(self) -> None:
         """Resolve the batch's identities, then write records (with their entity), keys, merges and log rows."""
         repo, at, run_id = self.repo, self.at, self.run_id
+        if not self.resolve:
+            return
+        self.lock()
+        if self._stale_entities:
+            fresh = repo.record_entities([r.record_id for r in self.resolve if r.entity_id is not None])
+            for r in self.resolve:
+                if r.entity_id is not None:
+                    r.entity_id = fresh.get(r.record_id, r.entity_id)
         if self.use_pins:
             pins = repo.pins([r.record_id for r in self.resolve])
             for r in self.resolve:
@@ -196,7 +258,10 @@ class _Staging:
 
 def run_connector(settings: Settings, name: str, *, full: bool = False, allow_shrink: bool = False,
                   store: Store | None = None, registry: Registry | None = None,
-                  progress: Progress | None = None, actor: str | None = None, merge: bool = True) -> RunResult:
+                  progress: Progress | None = None, actor: str | None = None, merge: bool = True,
+                  lease: Lease | None = None, lease_wait: float | None = None,
+                  on_lease_wait: Callable[[LeaseInfo], None] | None = None,
+                  cancel: threading.Event | None = None, on_http: HttpProgress | None = None) -> RunResult:
     """Run one sync of connector `name`. Raises SyncFailed (with the run recorded as failed) on error.
 
     Staging (pull, map, stage, identity, missing marks, cursor) commits as one transaction that also queues
@@ -204,6 +269,13 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
     merge=False the caller merges once after several connectors (what `itam-sync run` does), so an entity
     seen by four sources is merged once, not four times. A crash between the two loses nothing: the queue
     is durable and drained by the next merge.
+
+    A run holds the connector's lease (`leases.connector_lease`) from before it starts until it has
+    committed, so one connector never runs twice at once, on any worker. `lease` is one the caller already
+    holds (`serve`); otherwise the run takes it, waiting up to `lease_wait` seconds (None: as long as it
+    takes, 0: raise ConnectorBusy at once) and telling `on_lease_wait(holder)` that it waits. Setting
+    `cancel` stops the run at the next record; it is recorded `interrupted` and nothing it staged is kept.
+    `on_http(connector, stream, kind, value)` hears every page fetched and every rate-limit wait.
     """
     registry = registry or Registry()
     conn_cfg = settings.connector(name)
@@ -214,74 +286,155 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
     policy = IdentityPolicy.from_config(settings.identity)
     own_store = store is None
     store = store or Store.open(settings.store.url)
+    own_lease = lease is None
+    try:
+        if lease is None:
+            lease = Lease(store, connector_lease(name), settings.service.lease_ttl_s)
+            try:
+                lease.acquire(lease_wait, on_lease_wait, cancel)
+            except LeaseBusy as exc:
+                holder = exc.info.describe() if exc.info else "another worker"
+                why = "not waiting" if lease_wait == 0 else "stopped waiting"
+                raise ConnectorBusy(f"connector {name!r} is being synced by {holder}; {why}", None,
+                                    exc.info) from None
+            lease.start_renewal()
+        try:
+            result = _run_staging(settings, conn_cfg, store, registry, mapping, policy, full, allow_shrink,
+                                  progress, actor, lease, cancel, on_http)
+        finally:
+            if own_lease:
+                lease.release()
+        if merge:
+            try:
+                merge_pending(settings, store, actor=actor)
+            except Exception as exc:
+                # The staged data and the queue are committed; the next run or `itam-sync merge` retries the merge.
+                raise SyncFailed(f"sync of {name!r} staged (run {result.run_id}) but the merge failed: "
+                                 f"{_one_line(exc)}; the queued entities are kept and merged by the next run",
+                                 result.run_id) from exc
+        return result
+    finally:
+        if own_store:
+            store.close()
+
+
+def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, registry: Registry, mapping: Any,
+                 policy: IdentityPolicy, full: bool, allow_shrink: bool, progress: Progress | None,
+                 actor: str | None, lease: Lease, cancel: threading.Event | None,
+                 on_http: HttpProgress | None) -> RunResult:
+    """The staging transaction of one run, under the connector's lease (held by the caller)."""
+    name = conn_cfg.name
     mode = "full" if full else "incremental"
     started = now_iso()
     t0 = time.perf_counter()
-    with store.begin(immediate=True) as repo:
+    # SQLite needs its write lock up front (a read-then-write transaction cannot upgrade); PostgreSQL needs no
+    # store-wide lock here: the connector's lease already makes this the only run of this connector.
+    with store.begin(immediate=store.is_sqlite) as repo:
         _reap_stale_runs(repo, name, started)
         run_id = repo.create_run(name, conn_cfg.type, mode, started, os.getpid(), socket.gethostname())
     connector: Connector | None = None
     counts: dict[str, Any] = {}
+    track = _Track(name, progress, on_http, cancel)
     try:
         connector = build_connector(settings, conn_cfg, registry)
-        with store.begin(immediate=True) as repo:
+        with store.begin(immediate=store.is_sqlite) as repo, observe_http(track.http if on_http else None):
             status, message = _sync(repo, settings, conn_cfg, connector, mapping, policy, run_id, full,
-                                    allow_shrink, counts, progress, started, actor)
+                                    allow_shrink, counts, track, started, actor, store.is_sqlite)
+            if not repo.lease_held(lease.name, lease.holder):
+                raise LeaseLost(f"lost the lease {lease.name!r} to another worker while running (this worker "
+                                f"was presumed dead: check clocks and service.lease_ttl_s); nothing was kept")
             duration = time.perf_counter() - t0
             repo.finish_run(run_id, status, now_iso(), duration, counts, message or None)
     except BaseException as exc:
         duration = time.perf_counter() - t0
-        text = _one_line(exc)
-        with store.begin() as repo:
-            repo.finish_run(run_id, "failed", now_iso(), duration, counts, text)
-        log.error("run %s of %s failed: %s", run_id, name, text)
+        cancelled = isinstance(exc, RunCancelled | KeyboardInterrupt | SystemExit)
+        text = _one_line(exc) if not cancelled else (
+            f"stopped before it finished ({exc or type(exc).__name__}); nothing it read was kept and the next run "
+            "starts over")
+        try:
+            with store.begin() as repo:
+                repo.finish_run(run_id, "interrupted" if cancelled else "failed", now_iso(), duration, counts, text)
+        except Exception:  # noqa: BLE001 - the next run reaps it as interrupted; keep the original error
+            log.exception("could not record the end of run %s", run_id)
+        log.error("run %s of %s %s: %s", run_id, name, "stopped" if cancelled else "failed", text)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
+        if cancelled:
+            raise RunInterrupted(f"sync of {name!r} stopped (run {run_id}): {text}", run_id) from exc
         raise SyncFailed(f"sync of {name!r} failed (run {run_id}): {text}", run_id) from exc
     finally:
         if connector is not None:
             connector.close()
-    try:
-        if merge:
-            merge_pending(settings, store, actor=actor)
-    except Exception as exc:
-        # The staged data and the queue are committed; the next run or `itam-sync merge` retries the merge.
-        raise SyncFailed(f"sync of {name!r} staged (run {run_id}) but the merge failed: {_one_line(exc)}; "
-                         "the queued entities are kept and merged by the next run", run_id) from exc
-    finally:
-        if own_store:
-            store.close()
+    log.info("run %s of %s: %s in %.2f s", run_id, name, status, duration,
+             extra={"run_id": run_id, "connector": name, "mode": mode, "status": status,
+                    "duration_s": round(duration, 3), "totals": counts.get("_total", {})})
     return RunResult(run_id, name, mode, status, counts, message, duration)
 
 
-def merge_pending(settings: Settings, store: Store, actor: str | None = None) -> MergeStats:
-    """Merge every queued (dirty) entity and entities whose overrides expired: golden records + merge log."""
-    at = now_iso()
-    t0 = time.perf_counter()
-    with store.begin(immediate=True) as repo:
-        ids = repo.dirty_ids()
-        expired = repo.expired_override_entities(at)
-        if not ids and not expired:
-            return MergeStats()
-        run_id = repo.create_run("(merge)", "merge", "merge", at, os.getpid(), socket.gethostname())
-        rules = Rules(settings.precedence, settings.connector_types(), datetime.now(UTC))
-        stats = apply_merge(repo, ids + expired, rules, run_id, at, actor=actor)
-        repo.clear_dirty(ids)
-        repo.finish_run(run_id, "success", now_iso(), time.perf_counter() - t0, {"_total": stats.as_dict()}, None)
-    return stats
+def merge_pending(settings: Settings, store: Store, actor: str | None = None, *, lease_wait: float | None = None,
+                  on_lease_wait: Callable[[LeaseInfo], None] | None = None,
+                  stop: threading.Event | None = None) -> MergeStats:
+    """Merge every queued (dirty) entity and entities whose overrides expired: golden records + merge log.
+
+    Holds the `merge` lease (waiting up to `lease_wait` seconds, None: as long as it takes), so merging never
+    runs twice at once across workers; a worker that waited then finds the queue drained and merges nothing.
+    """
+    lease = Lease(store, MERGE_LEASE, settings.service.lease_ttl_s)
+    try:
+        lease.acquire(lease_wait, on_lease_wait, stop)
+    except LeaseBusy as exc:
+        raise SyncFailed(f"merge not started: {exc}") from None
+    lease.start_renewal()
+    try:
+        at = now_iso()
+        t0 = time.perf_counter()
+        with store.begin(immediate=True) as repo:
+            ids = repo.dirty_ids()
+            expired = repo.expired_override_entities(at)
+            if not ids and not expired:
+                return MergeStats()
+            run_id = repo.create_run("(merge)", "merge", "merge", at, os.getpid(), socket.gethostname())
+            rules = Rules(settings.precedence, settings.connector_types(), datetime.now(UTC))
+            stats = apply_merge(repo, ids + expired, rules, run_id, at, actor=actor)
+            repo.clear_dirty(ids)
+            if not repo.lease_held(lease.name, lease.holder):
+                raise LeaseLost("lost the merge lease to another worker while merging; nothing was kept, the queue "
+                                "is merged by the next run")
+            repo.finish_run(run_id, "success", now_iso(), time.perf_counter() - t0, {"_total": stats.as_dict()},
+                            None)
+        return stats
+    finally:
+        lease.release()
 
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if isinstance(exc, ConnectorError | ConfigError | MappingError) else f"{type(exc).__name__}: {text}"
+    if isinstance(exc, ConnectorError | ConfigError | MappingError | LeaseLost):
+        return text + _advice(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+def _advice(exc: BaseException) -> str:
+    """What to do about a failed run, where the error itself does not say (config errors already do)."""
+    if not isinstance(exc, HttpError) or exc.kind == "config":
+        return ""
+    if exc.status == 429:
+        return (" -- the source kept rate-limiting us: run this connector less often or ask the vendor for a "
+                "higher API limit; nothing was changed and the next run retries")
+    if exc.status is None or exc.status >= 500:
+        return (" -- the source looks down or unreachable: nothing was changed and the next run retries; if it "
+                "persists, check the vendor's status page, then the URL, DNS, proxy and firewall")
+    return " -- nothing was changed and the next run retries; if it persists, try `itam-sync check --connector NAME`"
 
 
 def _sync(repo: Repository, settings: Settings, conn_cfg: ConnectorConfig, connector: Connector, mapping: Any,
           policy: IdentityPolicy, run_id: int, full: bool, allow_shrink: bool, counts: dict[str, Any],
-          progress: Progress | None, at: str, actor: str | None) -> tuple[str, str]:
+          track: _Track, at: str, actor: str | None, locked: bool = True) -> tuple[str, str]:
     name = conn_cfg.name
+    progress = track.progress
+    cancel = track.cancel
     cursors = {} if full else repo.get_cursors(name)
-    stage = _Staging(repo, name, run_id, policy, settings.sync.batch_size, at)
+    stage = _Staging(repo, name, run_id, policy, settings.sync.batch_size, at, locked=locked)
     new_cursors: dict[str, Any] = {}
     quarantined: list[tuple[Any, ...]] = []
     for stream in connector.streams():
@@ -292,11 +445,13 @@ def _sync(repo: Repository, settings: Settings, conn_cfg: ConnectorConfig, conne
         cursor_get = _getter(stream.cursor_field) if stream.cursor_field else None
         max_cursor = state.cursor
         index: dict[tuple[str, str], tuple[int, str, int | None, bool]] | None = None
-        sname = stream.name
+        sname = track.stream = stream.name
         for raw in stream.records(state):
             c["seen"] += 1
             if progress is not None and c["seen"] % 5000 == 0:
                 progress(name, sname, c["seen"])
+            if cancel is not None and not c["seen"] & 255 and cancel.is_set():
+                raise RunCancelled("shutting down")
             if isinstance(raw, BadRecord):
                 c["quarantined"] += 1
                 quarantined.append((run_id, name, sname, raw.source_key, raw.reason, raw.raw, at))
@@ -337,11 +492,14 @@ def _sync(repo: Repository, settings: Settings, conn_cfg: ConnectorConfig, conne
         new_cursor = state.new_cursor if state.new_cursor is not None else max_cursor
         if new_cursor is not None:
             new_cursors[sname] = new_cursor
+    if cancel is not None and cancel.is_set():
+        raise RunCancelled("shutting down")
     stage.flush()
     repo.quarantine(quarantined)
     status, message = "success", ""
     missing = 0
     if full:
+        stage.lock()
         live = [v for v in stage.index.values() if not v[3]]
         unseen = [v[0] for v in live if v[0] not in stage.seen]
         guard = conn_cfg.deletion_guard if conn_cfg.deletion_guard is not None else settings.sync.deletion_guard
@@ -355,6 +513,8 @@ def _sync(repo: Repository, settings: Settings, conn_cfg: ConnectorConfig, conne
         elif unseen:
             stage.dirty.update(repo.mark_missing(unseen, at))
             missing = len(unseen)
+    if stage.dirty:
+        stage.lock()
     repo.add_dirty(stage.dirty, run_id)
     for sname, cur in new_cursors.items():
         repo.save_cursor(name, sname, cur, run_id, at)

@@ -22,6 +22,7 @@ from itam_sync.model.canonical import FIELDS, EntityType
 SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DATABASE_URL_ENV = "ITAM_SYNC_DATABASE_URL"  # overrides store.url when set
 
 
 def parse_duration(text: str) -> float:
@@ -49,11 +50,16 @@ class ConnectorConfig(_Model):
     type: str
     enabled: bool = True
     schedule: str | None = None  # cron ("*/30 * * * *") or an interval ("every 15m"); used by `serve`
+    # A periodic full resync besides the incremental runs (e.g. "every 7d" or "0 3 * * 0"); used by `serve`.
+    full_schedule: str | None = None
     mapping: str | None = None  # mapping file; default <mappings_dir>/<type>.yaml
     deletion_guard: float | None = Field(default=None, ge=0, le=1)
+    # What the source is to the reports (coverage gaps): by default from the connector type, see
+    # itam_sync/reports.py ROLE_BY_TYPE; csv/jsonl files need it unless their stream is procurement-like.
+    role: Literal["mdm", "edr", "idp", "cloud", "hr", "procurement", "warranty", "other"] | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("schedule")
+    @field_validator("schedule", "full_schedule")
     @classmethod
     def _check_schedule(cls, v: str | None) -> str | None:
         if v is None:
@@ -145,6 +151,169 @@ class WebConfig(_Model):
         return v
 
 
+# -- publishing: sinks and reminders (issue 8) ------------------------------------------------------------
+
+def check_schedule(v: str | None) -> str | None:
+    """A schedule is a 5-field cron expression or 'every <duration>'."""
+    if v is None:
+        return v
+    if v.startswith("every "):
+        parse_duration(v[6:])
+    elif len(v.split()) != 5:
+        raise ValueError("schedule must be a 5-field cron expression or 'every <duration>' (e.g. every 15m)")
+    return v
+
+
+def _require_ref(v: str | None, what: str) -> str | None:
+    # A literal password or webhook URL in a config file under version control is a leak.
+    if v is not None and not SECRET_REF.fullmatch(v.strip()):
+        raise ValueError(f"{what} must be a secret reference such as ${{env:NAME}} or ${{file:/run/secrets/name}}, "
+                         "not a literal value")
+    return v
+
+
+class SinkConfig(_Model):
+    """A named instance of a sink type (the outbound side): ServiceNow, Snipe-IT, a webhook, or a plugin.
+
+    `settings` are the sink type's own settings (checked by `itam-sync validate`); secrets in them are
+    references resolved only when the sink is built.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    type: str
+    enabled: bool = True
+    schedule: str | None = None  # cron or "every 1h"; used by `serve`
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, v: str | None) -> str | None:
+        return check_schedule(v)
+
+
+class SmtpConfig(_Model):
+    """Where reminder digests are e-mailed."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    username: str | None = None
+    password: str | None = None  # a secret reference
+    starttls: bool = True
+    ssl: bool = False  # SMTP over TLS from the first byte (port 465) instead of STARTTLS
+    ca_file: str | None = None  # a private CA bundle to trust for TLS
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("password")
+    @classmethod
+    def _check_password(cls, v: str | None) -> str | None:
+        return _require_ref(v, "smtp.password")
+
+
+class DeliveryConfig(_Model):
+    """How a digest is delivered: e-mail (SMTP), a Slack-compatible incoming webhook, or both."""
+
+    smtp: SmtpConfig | None = None
+    slack_webhook: str | None = None  # a secret reference to the webhook URL
+
+    @field_validator("slack_webhook")
+    @classmethod
+    def _check_webhook(cls, v: str | None) -> str | None:
+        return _require_ref(v, "slack_webhook")
+
+
+REMINDER_RULE_TYPES = ("warranty_ending", "subscription_renewal", "terminated_not_recovered", "device_unseen",
+                       "coverage_gap")
+
+
+class ReminderRuleConfig(_Model):
+    """One reminder rule; which keys apply depends on `type` (see the README)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    type: Literal["warranty_ending", "subscription_renewal", "terminated_not_recovered", "device_unseen",
+                  "coverage_gap"]
+    days: int | None = Field(default=None, ge=0, le=3650)
+    windows: list[int] = Field(default_factory=lambda: [90, 60, 30])
+    repeat: str | None = None  # remind again every <duration> while the item stays true
+    catch_up: str = "30d"  # a date that passed while nothing ran is still reported if it is this recent
+    kinds: list[str] | None = None  # asset kinds the rule looks at (default: all)
+    gaps: list[Literal["mdm-without-edr", "edr-not-managed", "idp-or-cloud-not-in-inventory",
+                       "procured-never-seen"]] | None = None  # coverage_gap: which gaps (default: all)
+
+    @field_validator("repeat", "catch_up")
+    @classmethod
+    def _check_durations(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
+
+    @field_validator("windows")
+    @classmethod
+    def _check_windows(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("windows must be a non-empty list of positive day counts, e.g. [90, 60, 30]")
+        return sorted(set(v), reverse=True)
+
+
+class RemindersConfig(_Model):
+    """Reminder rules and where their digest goes."""
+
+    schedule: str | None = None  # used by `serve`
+    subject: str = "itam-sync reminders"
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    rules: list[ReminderRuleConfig] = Field(default_factory=list)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, v: str | None) -> str | None:
+        return check_schedule(v)
+
+
+# -- operations: `serve` (issue 9) -------------------------------------------------------------------------
+
+class WebhookConfig(_Model):
+    """How one connector instance's vendor events reach `serve` (POST /hooks/<connector name>).
+
+    `secret` is a secret reference: the value Okta sends in its auth header, the Jamf header value or basic-auth
+    password, or the Graph subscription's `clientState`.
+    """
+
+    kind: Literal["okta", "jamf", "graph"] | None = None  # default: from the connector type
+    secret: str
+    header: str | None = None  # okta: default Authorization; jamf: the header for header auth
+    username: str | None = None  # jamf basic auth: the user (then `secret` is its password)
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, v: str) -> str:
+        return _require_ref(v, "webhook secret") or v
+
+
+class ServiceConfig(_Model):
+    """`itam-sync serve`: where it listens, how many runs at once, leases, shutdown, API tokens, webhooks."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    max_parallel: int = Field(default=4, ge=1, le=64)  # runs of different connectors at once
+    grace_period_s: float = Field(default=60.0, ge=0)  # on SIGTERM, how long a running sync may finish
+    lease_ttl_s: float = Field(default=60.0, ge=1)  # a dead worker's connector lease frees after this
+    jitter_s: float = Field(default=30.0, ge=0)  # scheduled runs start up to this late (max 10% of an interval)
+    debounce_s: float = Field(default=10.0, ge=0)  # a burst of vendor events within this makes one run
+    timezone: str | None = None  # for cron schedules; default the host's time zone
+    api_tokens: list[str] = Field(default_factory=list)  # secret references; POST /runs needs one of them
+    webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)  # connector name -> how it authenticates
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, v: list[str]) -> list[str]:
+        for t in v:
+            _require_ref(t, "service.api_tokens entries")
+        return v
+
+
 class Settings(_Model):
     """The whole config file."""
 
@@ -156,6 +325,9 @@ class Settings(_Model):
     precedence: PrecedenceConfig = Field(default_factory=PrecedenceConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    sinks: list[SinkConfig] = Field(default_factory=list)
+    reminders: RemindersConfig = Field(default_factory=RemindersConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
 
     # Not part of the YAML: where it was read from (for relative paths and messages).
     source_path: str | None = Field(default=None, exclude=True)
@@ -166,6 +338,14 @@ class Settings(_Model):
                 return c
         known = ", ".join(c.name for c in self.connectors) or "none"
         raise ConfigError([f"no connector named {name!r} in the config (configured: {known})"])
+
+    def sink(self, name: str) -> SinkConfig:
+        """The sink instance called `name`; ConfigError naming the configured ones otherwise."""
+        for c in self.sinks:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.sinks) or "none"
+        raise ConfigError([f"no sink named {name!r} in the config (configured: {known})"])
 
     def base_dir(self) -> Path:
         return Path(self.source_path).resolve().parent if self.source_path else Path.cwd()
@@ -277,6 +457,10 @@ def load_settings(path: str | Path) -> LoadedConfig:
             problems.append(format_problem(file, lines, loc, msg, _hint(err["msg"], loc)))
         raise ConfigError(problems) from None
     settings.source_path = file
+    # The environment wins over the file: a deployment points the same config at its own database, and a
+    # PostgreSQL password stays out of the file (README "Running as a service").
+    if env_url := os.environ.get(DATABASE_URL_ENV, "").strip():
+        settings.store.url = env_url
     loaded = LoadedConfig(settings=settings, lines=lines)
     problems = _semantic_problems(loaded, file)
     if problems:
@@ -320,6 +504,39 @@ def _semantic_problems(loaded: LoadedConfig, file: str) -> list[str]:
             elif ref_kind == "file" and not Path(ref).exists():
                 loaded.warnings.append(format_problem(
                     file, lines, ("connectors", i, "settings"), f"secret file {ref} does not exist"))
+    problems += _publishing_problems(loaded, file)
+    return problems
+
+
+def _publishing_problems(loaded: LoadedConfig, file: str) -> list[str]:
+    """Sinks and reminders: unique names, a delivery for the rules, the keys each rule type needs."""
+    s, lines = loaded.settings, loaded.lines
+    problems: list[str] = []
+    seen: set[str] = set()
+    for i, c in enumerate(s.sinks):
+        if c.name in seen:
+            problems.append(format_problem(file, lines, ("sinks", i, "name"), f"duplicate sink name {c.name!r}",
+                                           "give each sink its own name"))
+        seen.add(c.name)
+        for ref_kind, ref in _secret_refs(c.settings):
+            if ref_kind == "env" and ref not in os.environ:
+                loaded.warnings.append(format_problem(file, lines, ("sinks", i, "settings"),
+                                                      f"environment variable {ref} is not set (needed at run time)"))
+    rem = s.reminders
+    if rem.rules and rem.delivery.smtp is None and rem.delivery.slack_webhook is None:
+        problems.append(format_problem(file, lines, ("reminders", "delivery"),
+                                       "reminder rules are configured but no delivery",
+                                       "add reminders.delivery.smtp or reminders.delivery.slack_webhook"))
+    needs_days = {"warranty_ending", "terminated_not_recovered", "device_unseen"}
+    rule_names: set[str] = set()
+    for i, r in enumerate(rem.rules):
+        if r.name in rule_names:
+            problems.append(format_problem(file, lines, ("reminders", "rules", i, "name"),
+                                           f"duplicate reminder rule name {r.name!r}", "give each rule its own name"))
+        rule_names.add(r.name)
+        if r.type in needs_days and r.days is None:
+            problems.append(format_problem(file, lines, ("reminders", "rules", i),
+                                           f"rule {r.name!r} ({r.type}) needs `days`", "add e.g. days: 30"))
     return problems
 
 

@@ -118,7 +118,7 @@ class Instances(Stream):
     name = "instances"
     connector: AwsConnector
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         conn = self.connector
         for account, session in conn.targets():
             for region in conn.regions(account, session):
@@ -177,7 +177,7 @@ class AwsConnector(Connector):
         return [Instances(self)]
 
     def client(self, session: boto3.Session, service: str, region: str | None = None) -> Any:
-        return session.client(service, region_name=region or self.settings.home_region,  # type: ignore[call-overload]
+        return session.client(service, region_name=region or self.settings.home_region,
                               endpoint_url=self.settings.endpoint_url, config=self.config)
 
     def account_ids(self) -> list[str]:
@@ -226,7 +226,7 @@ class AwsConnector(Connector):
             extra["ExternalId"] = s.external_id
 
         def sts_client(service: str, **kwargs: Any) -> Any:
-            return self.base.client(service, region_name=s.home_region,  # type: ignore[call-overload]
+            return self.base.client(service, region_name=s.home_region,
                                     endpoint_url=s.endpoint_url, config=self.config, **kwargs)
 
         fetcher = AssumeRoleCredentialFetcher(sts_client, source, self.role_arn(account), extra_args=extra)

@@ -76,7 +76,7 @@ class BambooHREmployees(Stream):
             body["filters"] = {"lastChanged": {"includeNull": "no", "value": str(state.cursor)}}
         return body
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         s = self.connector.settings
         params = {"format": "JSON", "onlyCurrent": "true" if s.only_current else "false"}
         body = self.connector.http.request_json("POST", "/v1/reports/custom", params=params, json=self.body(state))

@@ -48,8 +48,8 @@ from itam_sync.sdk.pagination import LinkHeaderPaginator, get_path
 log = logging.getLogger(__name__)
 
 EPOCH = "1970-01-01T00:00:00.000Z"
-# Okta's own apps (admin console, end-user dashboard, browser plugin): not licences anyone buys.
 DEFAULT_SCOPES = ("okta.users.read", "okta.devices.read", "okta.apps.read")
+# Okta's own apps (admin console, end-user dashboard, browser plugin, flows): not licences anyone buys.
 BUILT_IN_APPS = ["saasure", "okta_enduser", "okta_browser_plugin", "okta_flow_sso"]
 
 

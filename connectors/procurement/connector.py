@@ -44,6 +44,7 @@ from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, Connec
 log = logging.getLogger(__name__)
 
 Row = tuple[int, list[Any]]  # (1-based row or line number, cell values)
+XLSX_SUFFIXES = (".xlsx", ".xlsm")  # read as workbooks; anything else matching the pattern is read as CSV
 
 
 class ProcurementSettings(ConnectorSettings):
@@ -109,9 +110,8 @@ class PurchaseFiles(Stream):
                       if p.is_file() and not p.name.startswith((".", "~$"))  # hidden files, Excel lock files
                       and any(fnmatch.fnmatch(p.name.lower(), g.lower()) for g in s.globs()))
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
-        known = set() if state.full or not state.cursor else set(state.cursor)
-        imported = set(known)
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
+        imported: set[str] = set() if state.full or not state.cursor else set(state.cursor)
         for path in self.files():
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
@@ -125,7 +125,7 @@ class PurchaseFiles(Stream):
 
     def lines(self, path: Path, data: bytes) -> Iterator[dict[str, Any] | BadRecord]:
         try:
-            rows = self.xlsx_rows(data) if path.suffix.lower() == ".xlsx" else self.csv_rows(data)
+            rows = self.xlsx_rows(data) if path.suffix.lower() in XLSX_SUFFIXES else self.csv_rows(data)
             header: list[str] | None = None
             for n, cells in rows:
                 if all(cell_text(c).strip() == "" for c in cells):
@@ -143,6 +143,8 @@ class PurchaseFiles(Stream):
         names = [cell_text(c).strip() for c in cells]
         if self.connector.settings.normalize_headers:
             names = [normalize_header(h) for h in names]
+        while names and not names[-1]:  # trailing unnamed columns (",," at the end of every line) are no data
+            names.pop()
         seen: dict[str, int] = {}
         out = []
         for h in names:  # a repeated column name gets a suffix instead of overwriting the first

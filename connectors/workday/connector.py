@@ -114,7 +114,7 @@ class WorkdayReport(Stream):
             params[s.incremental_prompt] = since.strftime(s.incremental_prompt_format)
         return params
 
-    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:  # type: ignore[override]
+    def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         s = self.connector.settings
         started = datetime.now(UTC).strftime(CURSOR_FORMAT)  # before the read: changes during it are re-read
         url = urlunsplit(urlsplit(s.report_url)._replace(query=""))

@@ -10,7 +10,7 @@ Each transform is a plain function value -> value, built once when the mapping l
 - Parsing transforms (date, datetime, bool, int, number/float) take one value, treat the usual null
   spellings ("", "null", "none", "n/a", "-") as None, and raise `TransformError` for anything else they
   cannot read; the engine turns that into a per-record `MappingError` naming the field.
-- List transforms (mac, split, join, first_non_empty, list) work on the value as a whole.
+- List transforms (mac, split, join, first_non_empty, list, pairs) work on the value as a whole.
 
 The set is closed on purpose: a mapping is data a platform team edits, so anything it can do is listed,
 documented (`describe_transforms()`, from each function's first docstring line) and tested here.
@@ -371,6 +371,16 @@ def t_list(v: Any) -> list[Any] | None:
     return None if _is_empty(v) else [v]
 
 
+def t_pairs(v: Any) -> list[str] | None:
+    """Key/value object (cloud tags, labels) to a list of "key=value" strings, in the object's order."""
+    if v is None:
+        return None
+    if not isinstance(v, Mapping):
+        raise TransformError(f"expected an object of key/values, got {type(v).__name__}", v)
+    out = [f"{k}={'' if val is None else val}" for k, val in v.items() if str(k).strip()]
+    return out or None
+
+
 def _split_factory(param: Any, options: Mapping[str, Any]) -> Transform:
     """Split a string on a separator (default ",") into a list of trimmed, non-empty parts."""
     sep = _optional_str(param, "split", "the separator, e.g. ','") or ","
@@ -535,6 +545,7 @@ TRANSFORMS: dict[str, TransformDef] = {d.name: d for d in (
     _with_param("split", _split_factory, yields_list=True),
     _with_param("join", _join_factory),
     _simple("list", t_list, yields_list=True),
+    _simple("pairs", t_pairs, yields_list=True),
     _with_param("prefix", _prefix_factory, required=True),
     _with_param("suffix", _suffix_factory, required=True),
 )}

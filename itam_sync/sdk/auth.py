@@ -128,6 +128,9 @@ class OAuth2ClientCredentials(CachedTokenAuth):
     private-key JWT `client_assertion` (single-use `jti`, short `exp`: Okta service apps, RFC 7523).
     """
 
+    # What a refused token request tells the user to check (subclasses for other grants say more).
+    refused_hint = "check token URL, client id/secret and scope"
+
     def __init__(self, token_url: str, client_id: str, client_secret: str | None = None, *,
                  scope: str | list[str] | None = None,
                  extra_form: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
@@ -140,9 +143,6 @@ class OAuth2ClientCredentials(CachedTokenAuth):
         self._extra_form = extra_form if callable(extra_form) else dict(extra_form or {})
         self._session = session or requests.Session()
         self._timeout = timeout
-
-    # What a refused token request tells the user to check (subclasses for other grants say more).
-    refused_hint = "check token URL, client id/secret and scope"
 
     def grant_form(self) -> dict[str, str]:
         """The grant's own form fields; subclasses implementing another grant override this."""

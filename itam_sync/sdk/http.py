@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +38,31 @@ from itam_sync.sdk.errors import (
 from itam_sync.sdk.pagination import PageRequest, Paginator, get_path
 
 log = logging.getLogger(__name__)
+
+# Who listens to the pages and waits of the HttpClients used in this context (the engine, for progress and
+# metrics, during one run). A ContextVar, not a parameter, so connectors need not pass anything along, and
+# the SDK knows nothing about who listens. Threads start with an empty context: one run, one listener.
+HttpEvent = Callable[[str, float], None]  # (kind: "page" | "rate_limit_wait" | "retry", value: 1 or seconds)
+_listener: ContextVar[HttpEvent | None] = ContextVar("itam_sync_http_listener", default=None)
+
+
+@contextmanager
+def observe_http(listener: HttpEvent | None) -> Iterator[None]:
+    """Call `listener(kind, value)` for every page fetched and every wait before a retry inside the block."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+def _notify(kind: str, value: float) -> None:
+    listener = _listener.get()
+    if listener is not None:
+        try:
+            listener(kind, value)
+        except Exception:  # noqa: BLE001 - a progress display must never break a sync
+            log.debug("HTTP event listener failed", exc_info=True)
 
 
 class HttpClient:
@@ -153,6 +180,7 @@ class HttpClient:
         delay = state.next_action.sleep if state.next_action else 0.0
         log.info("%s; retrying in %.1f s (attempt %d of %d)", exc, delay, state.attempt_number,
                  self.max_attempts)
+        _notify("rate_limit_wait" if isinstance(exc, RateLimitedError) else "retry", float(delay))
 
     def get_json(self, path_or_url: str, params: Mapping[str, Any] | None = None,
                  headers: Mapping[str, str] | None = None) -> Any:
@@ -206,6 +234,7 @@ class HttpClient:
                                 status=response.status_code, url=response.url)
             if on_page is not None:
                 on_page(response, body)
+            _notify("page", 1.0)
             yield from records
             if not records and paginator.stop_on_empty:
                 return

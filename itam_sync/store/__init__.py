@@ -23,12 +23,21 @@ class Store:
 
     @contextmanager
     def begin(self, immediate: bool = False) -> Iterator[Repository]:
-        """A transaction; `immediate` takes SQLite's write lock up front (sync runs, operator edits)."""
+        """A transaction; `immediate` takes the store's write lock up front (sync runs, operator edits): SQLite's
+        BEGIN IMMEDIATE, or on PostgreSQL a transaction-scoped advisory lock (`Repository.write_lock`)."""
         with self.engine.connect() as conn:
             if immediate:
                 conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
-                yield Repository(conn)
+                repo = Repository(conn)
+                if immediate:
+                    repo.write_lock()
+                yield repo
+
+    @property
+    def is_sqlite(self) -> bool:
+        """SQLite allows one writer per file; PostgreSQL takes its writer lock only when asked (`write_lock`)."""
+        return self.engine.dialect.name == "sqlite"
 
     def close(self) -> None:
         self.engine.dispose()

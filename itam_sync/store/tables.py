@@ -175,3 +175,40 @@ leases = Table(
 
 Index("ix_merge_log_entity", merge_log.c.entity_id, merge_log.c.id)
 Index("ix_source_records_conn", source_records.c.connector, source_records.c.missing)
+# Web lists (migration 0004): counts and filters by presence. Migration 0004 also adds partial expression
+# indexes on golden fields (asset hostname, assigned_to, kind, lifecycle_state; person status), which are
+# dialect-specific and so live only in the migration (see Repository._gx).
+Index("ix_entities_type_status", entities.c.entity_type, entities.c.status)
+
+# -- publishing: sinks and reminders (issue 8) ------------------------------------------------------------
+# Per sink: the last merge-log id it pushed successfully (the change feed is the merge log) and the entities
+# whose last push failed on the far side, retried on the next push.
+sink_state = Table(
+    "sink_state", metadata,
+    Column("sink", String(100), primary_key=True),
+    Column("last_log_id", Integer, nullable=False, default=0),
+    Column("retry", Text, nullable=False, default="[]"),  # JSON list of entity ids
+    Column("run_id", Integer),
+    Column("updated_at", String(32)),
+)
+
+# Every reminder item ever queued: once per (rule, item, period) while the item stays true. `pending` rows
+# are queued but not delivered yet (a failed delivery is retried by the next run); `resolved_at` closes an
+# episode when the condition stops holding, so a later recurrence is reminded again.
+reminder_history = Table(
+    "reminder_history", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rule", String(100), nullable=False),
+    Column("item_key", String(600), nullable=False),
+    Column("period", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),  # smtp | slack: each channel gets each item once
+    Column("entity_id", Integer),
+    Column("summary", Text, nullable=False),
+    Column("status", String(10), nullable=False),  # pending | sent
+    Column("run_id", Integer),
+    Column("created_at", String(32), nullable=False),
+    Column("sent_at", String(32)),
+    Column("resolved_at", String(32)),
+)
+Index("ix_reminder_history_item", reminder_history.c.rule, reminder_history.c.item_key)
+Index("ix_reminder_history_status", reminder_history.c.status)

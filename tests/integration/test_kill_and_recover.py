@@ -35,7 +35,7 @@ def test_sigkill_mid_run_keeps_last_good_state(demo) -> None:  # type: ignore[no
         for i in range(120_000):
             fh.write(json.dumps({"id": f"bulk-{i}", "deviceName": f"LT-{i}", "serialNumber": f"BULK{i:08d}",
                                  "operatingSystem": "Windows", "lastSyncDateTime": "2026-11-25T00:00:00Z"}) + "\n")
-    proc = subprocess.Popen([sys.executable, "-m", "itam_sync.cli", "run", "--config", str(demo.config),
+    proc = subprocess.Popen([sys.executable, "-m", "itam_sync", "run", "--config", str(demo.config),
                              "--connector", "mdm", "--full", "-q"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 60

@@ -70,6 +70,9 @@ def test_none_passes_through_as_none(name: str) -> None:
     ("list", ["a", None, "", "b"], ["a", "b"]),
     ("list", [None], None),
     ("list", "", None),
+    ("pairs", {"env": "prod", "owner": "anna", "empty": "", "none": None},
+     ["env=prod", "owner=anna", "empty=", "none="]),
+    ("pairs", {}, None),
 ])
 def test_simple_transforms(name: str, raw: Any, expected: Any) -> None:
     assert t(name)(raw) == expected
@@ -253,3 +256,8 @@ def test_split_join_prefix_suffix() -> None:
 def test_build_transform_config_errors(name: str, param: Any, options: dict[str, Any], message: str) -> None:
     with pytest.raises(TransformConfigError, match=message):
         build_transform(name, param, options)
+
+
+def test_pairs_rejects_a_non_object() -> None:
+    with pytest.raises(TransformError):
+        t("pairs")(["env=prod"])

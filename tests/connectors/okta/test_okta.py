@@ -290,12 +290,12 @@ def test_incremental_run_sends_the_saved_cursor(okta: Any, tmp_path: Path) -> No
     with store.begin() as repo:
         cursors = repo.get_cursors("okta-prod")
     store.close()
-    # The malformed record's lastUpdated counts too: it is the newest value the source sent.
-    assert cursors == {"users": "2024-06-02T09:00:00.000Z", "devices": "2024-06-01T17:40:11.000Z"}
+    # The newest lastUpdated of a mapped record: the quarantined one (09:00) does not move the cursor.
+    assert cursors == {"users": "2024-06-02T08:15:00.000Z", "devices": "2024-06-01T17:40:11.000Z"}
     fake.calls.clear()
     assert run(settings, full=False).status == "success"
     assert fake.requests_to("/api/v1/users")[0] == {"limit": "200",
-                                                    "filter": 'lastUpdated ge "2024-06-02T09:00:00.000Z"'}
+                                                    "filter": 'lastUpdated ge "2024-06-02T08:15:00.000Z"'}
     assert fake.requests_to("/api/v1/devices")[0] == {"limit": "200", "expand": "user",
                                                       "search": 'lastUpdated ge "2024-06-01T17:40:11.000Z"'}
 

@@ -1,0 +1,1 @@
+"""ServiceNow sink: golden assets as CMDB CIs through the Identification and Reconciliation API."""

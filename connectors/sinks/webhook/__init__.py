@@ -1,0 +1,1 @@
+"""Webhook sink: change events POSTed as signed JSON batches."""

@@ -1,0 +1,5 @@
+"""`python -m itam_sync ...` is the `itam-sync` command."""
+
+from itam_sync.cli import main
+
+main()

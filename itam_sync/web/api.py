@@ -1,0 +1,168 @@
+"""The REST API under /api/v1 (JSON; read-only). Lists take the same search and filters as the pages and
+page by id: pass a page's `next_after` as `after` to get the next one.
+
+Auth: `Authorization: Bearer <token>` when the server has tokens configured (401 otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from itam_sync.model.canonical import EntityType
+from itam_sync.web.auth import TokenAuth
+from itam_sync.web.models import (
+    ConflictPage,
+    EntityDetail,
+    EntityPage,
+    LogPage,
+    Overview,
+    Problem,
+    ReportInfo,
+    ReportOut,
+    RunOut,
+    RunPage,
+)
+from itam_sync.web.service import COLLECTIONS, ListQuery, WebService
+
+log = logging.getLogger(__name__)
+_bearer = HTTPBearer(auto_error=False, description="An API token from web.api_tokens or ITAM_SYNC_WEB_TOKENS.")
+
+
+def require_token(request: Request,
+                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    """401 unless the request carries a configured token (no tokens configured: local-only, no auth)."""
+    auth: TokenAuth = request.app.state.auth
+    if not auth.enabled:
+        return
+    if creds is None:
+        raise HTTPException(401, "missing bearer token: send Authorization: Bearer <token>",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if not auth.check_token(creds.credentials):
+        raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def _svc(request: Request) -> WebService:
+    svc: WebService = request.app.state.service
+    return svc
+
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+After = Annotated[int | None, Query(ge=0, description="Return records with ids above this (a page's next_after).")]
+Before = Annotated[int | None, Query(ge=0, description="Return the page just before this id (a page's prev_before).")]
+StatusQ = Annotated[str | None, Query(description="Assets: lifecycle_state; people: status (active, suspended, "
+                                      "terminated); subscriptions: billing_period.")]
+ERRORS: dict[int | str, dict[str, object]] = {401: {"model": Problem, "description": "No or invalid token"},
+                                              404: {"model": Problem, "description": "Not found"}}
+
+
+def build_api() -> APIRouter:
+    """The /api/v1 router."""
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], responses=ERRORS)
+
+    @api.get("/overview", response_model=Overview, tags=["overview"])
+    def overview(request: Request) -> Overview:
+        """Counts of assets, people, subscriptions, open conflicts, quarantined records, merge-log rows, and
+        the latest sync runs."""
+        return _svc(request).overview()
+
+    def add_collection(coll: str, etype: EntityType) -> None:
+        noun = {"assets": "asset", "people": "person", "subscriptions": "subscription"}[coll]
+
+        def list_entities(
+            request: Request,
+            q: Annotated[str, Query(max_length=200, description="Search: assets by the start of serial, host "
+                                    "name or assigned-to e-mail, id, MAC, IMEI, instance id; people by e-mail, "
+                                    "employee id or part of the name; subscriptions by product, vendor, SKU.")] = "",
+            kind: Annotated[str | None, Query(description="Assets: kind (laptop, server, vm, ...).")] = None,
+            status: StatusQ = None,
+            source: Annotated[str | None, Query(description="Fed by this connector instance.")] = None,
+            presence: Annotated[Literal["active", "missing"] | None,
+                                Query(description="missing: no live source reports it any more.")] = None,
+            conflict: Annotated[bool | None, Query(description="true: on either side of an open identity "
+                                                   "conflict; false: not.")] = None,
+            after: After = None, before: Before = None, limit: Limit = 50,
+        ) -> EntityPage:
+            query = ListQuery(q=q, kind=kind, status=status, source=source, presence=presence, conflict=conflict,
+                              after=after, before=before, limit=limit)
+            return _svc(request).list_entities(etype, query)
+
+        def get_entity(request: Request, ref: str,
+                       history_limit: Annotated[int, Query(ge=1, le=500)] = 50) -> EntityDetail:
+            return _svc(request).entity(etype, ref, history_limit=history_limit)
+
+        def get_history(request: Request, ref: str, before: Before = None, limit: Limit = 50) -> LogPage:
+            return _svc(request).history(etype, ref, before, limit)
+
+        list_entities.__doc__ = (f"List {coll} (golden records) with search and filters, paginated by id.")
+        get_entity.__doc__ = (f"One {noun} by id or key (e.g. serial_number:C02FK1ABQ6L4, a bare serial or "
+                              f"e-mail): every field's value, winning source, age, rule and competing values; "
+                              f"the source records; open conflicts; the newest merge history.")
+        get_history.__doc__ = f"The merge log of one {noun}, newest first; page with `before`."
+        api.add_api_route(f"/{coll}", list_entities, methods=["GET"], response_model=EntityPage, tags=[coll],
+                          name=f"list_{coll}", summary=f"List {coll}")
+        api.add_api_route(f"/{coll}/{{ref}}", get_entity, methods=["GET"], response_model=EntityDetail,
+                          tags=[coll], name=f"get_{noun}", summary=f"Get one {noun}, explained")
+        api.add_api_route(f"/{coll}/{{ref}}/history", get_history, methods=["GET"], response_model=LogPage,
+                          tags=[coll], name=f"{noun}_history", summary=f"Merge history of one {noun}")
+
+    for coll, etype in COLLECTIONS.items():
+        add_collection(coll, etype)
+
+    @api.get("/conflicts", response_model=ConflictPage, tags=["conflicts"])
+    def conflicts(request: Request,
+                  status: Annotated[Literal["open", "resolved", "all"], Query()] = "open",
+                  after: After = None, limit: Limit = 50) -> ConflictPage:
+        """Identity conflicts: links refused because a record's key points at an entity that contradicts it."""
+        return _svc(request).conflicts(None if status == "all" else status, after, limit)
+
+    @api.get("/runs", response_model=RunPage, tags=["runs"])
+    def runs(request: Request, connector: str | None = None, status: str | None = None,
+             before: Annotated[int | None, Query(ge=0, description="Runs with ids below this (next_before).")]
+             = None, limit: Limit = 50) -> RunPage:
+        """Sync runs, newest first: mode, status, per-stream counts, duration and error."""
+        return _svc(request).runs(before, limit, connector, status)
+
+    @api.get("/runs/{run_id}", response_model=RunOut, tags=["runs"])
+    def run(request: Request, run_id: int) -> RunOut:
+        """One sync run."""
+        return _svc(request).run(run_id)
+
+    @api.get("/reports", response_model=list[ReportInfo], tags=["reports"])
+    def reports(request: Request) -> list[ReportInfo]:
+        """The available reports."""
+        return [ReportInfo(name=i.name, title=i.title, description=i.description, url=f"/api/v1/reports/{i.name}")
+                for i in request.app.state.reports.infos()]
+
+    @api.get("/reports/{name}", response_model=ReportOut, tags=["reports"],
+             responses={200: {"content": {"text/csv": {}}}})
+    def report(request: Request, name: str,
+               days: Annotated[int | None, Query(ge=0, description="The report's window in days, where it "
+                                                 "takes one (stale-devices, warranty, renewals, spend).")] = None,
+               format: Annotated[Literal["json", "csv"], Query()] = "json") -> ReportOut | Response:
+        """A report's rows (JSON, or CSV with format=csv): coverage-gaps, stale-devices, offboarding, unowned,
+        warranty, renewals, seats, spend, kpis."""
+        from itam_sync.operations import OperationError
+        from itam_sync.web.service import NotFound
+
+        runner = request.app.state.reports
+        try:
+            info = runner.info(name)
+            result = runner.run(name, days)
+        except OperationError as exc:
+            if "no report" in str(exc):
+                raise NotFound(str(exc)) from None
+            raise HTTPException(400, str(exc)) from None
+        if format == "csv":
+            return Response(result.to_csv(), media_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        data = result.to_json()
+        summary = {k: v for k, v in data.items() if k in ("generated_at", "params", "notes")}
+        return ReportOut(name=name, title=info.title, description=info.description, columns=data["columns"],
+                         rows=data["rows"], summary=summary)
+
+    return api

@@ -1,0 +1,324 @@
+"""The HTML pages: server-rendered with Jinja2, usable without JavaScript (static/itam.js only adds
+live search and auto-submitting filters)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from itam_sync import __version__
+from itam_sync.audit import age_of
+from itam_sync.model.canonical import EntityType
+from itam_sync.web.auth import COOKIE, TokenAuth, bearer_token, strip_token
+from itam_sync.web.service import (
+    COLLECTIONS,
+    KIND_CHOICES,
+    STATUS_FIELD,
+    ListQuery,
+    NotFound,
+    WebService,
+)
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).parent / "templates"
+
+# Columns of each list page: (field, heading).
+COLUMNS: dict[EntityType, list[tuple[str, str]]] = {
+    EntityType.ASSET: [("serial_number", "Serial"), ("hostname", "Host name"), ("kind", "Kind"),
+                       ("model", "Model"), ("assigned_to", "Assigned to"), ("lifecycle_state", "Lifecycle"),
+                       ("last_seen", "Last seen")],
+    EntityType.PERSON: [("display_name", "Name"), ("email", "E-mail"), ("employee_id", "Employee id"),
+                        ("department", "Department"), ("title", "Title"), ("status", "Status")],
+    EntityType.SUBSCRIPTION: [("product", "Product"), ("vendor", "Vendor"), ("seats_purchased", "Seats bought"),
+                              ("seats_assigned", "Seats assigned"), ("cost", "Cost"), ("renewal_date", "Renewal"),
+                              ("owner", "Owner")],
+}
+TITLES = {EntityType.ASSET: "Assets", EntityType.PERSON: "People", EntityType.SUBSCRIPTION: "Subscriptions"}
+SEARCH_HINTS = {EntityType.ASSET: "serial, host name, assigned e-mail, MAC, id",
+                EntityType.PERSON: "e-mail, name, employee id",
+                EntityType.SUBSCRIPTION: "product, vendor, SKU"}
+
+
+class LoginRequired(Exception):
+    """The page needs a token: answer with the sign-in form (401)."""
+
+    def __init__(self, error: str | None = None) -> None:
+        super().__init__(error or "sign-in required")
+        self.error = error
+
+
+class SignIn(Exception):
+    """A valid `?token=` arrived: set the session cookie and redirect to `target` (the URL without it)."""
+
+    def __init__(self, token: str, target: str) -> None:
+        super().__init__("sign in")
+        self.token = token
+        self.target = target
+
+
+class BadRequest(Exception):
+    """A malformed parameter; the message names it."""
+
+
+# -- template helpers ---------------------------------------------------------------------------------
+def fmt(value: Any) -> str:
+    """A golden value for display."""
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(fmt(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return fmt(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}"
+    return str(value)
+
+
+def _templates() -> Jinja2Templates:
+    t = Jinja2Templates(directory=str(TEMPLATES))
+    t.env.filters.update(fmt=fmt, pretty=pretty, num=num)
+    t.env.globals.update(version=__version__)
+    return t
+
+
+_TEMPLATES = _templates()
+
+
+def with_params(request: Request, **changes: Any) -> str:
+    """The current URL with some query parameters changed (None removes one)."""
+    params = dict(parse_qsl(request.url.query, keep_blank_values=False))
+    params.pop("token", None)
+    for k, v in changes.items():
+        if v is None or v == "":
+            params.pop(k, None)
+        else:
+            params[k] = str(v)
+    q = urlencode(params)
+    return request.url.path + ("?" + q if q else "")
+
+
+def render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    auth: TokenAuth = request.app.state.auth
+    ctx.setdefault("nav", "")
+    ctx.update(status_code=status_code, auth_enabled=auth.enabled, with_params=lambda **kw: with_params(request, **kw),
+               reports_enabled=_reports_available())
+    return _TEMPLATES.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+def render_login(request: Request, error: str | None, status_code: int = 200) -> HTMLResponse:
+    target = request.url.path + (f"?{strip_token(request.url.query)}" if strip_token(request.url.query) else "")
+    if request.url.path in ("/login", "/logout"):
+        target = _safe_next(request.query_params.get("next"))
+    return render(request, "login.html", status_code=status_code, error=error, next=target, nav="login")
+
+
+def _safe_next(value: str | None) -> str:
+    """Only local paths: a sign-in link must not bounce the browser to another site."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+def _reports_available() -> bool:
+    from itam_sync.web.reporting import reports_available
+
+    return reports_available()
+
+
+# -- auth -----------------------------------------------------------------------------------------------
+def require_browser(request: Request) -> None:
+    """A page needs the session cookie, a bearer token, or a one-time `?token=` (swapped for the cookie)."""
+    auth: TokenAuth = request.app.state.auth
+    if not auth.enabled:
+        return
+    token = request.query_params.get("token")
+    if token is not None:
+        if auth.check_token(token):
+            q = strip_token(request.url.query)
+            raise SignIn(token, request.url.path + ("?" + q if q else ""))
+        raise LoginRequired("that token is not valid")
+    if auth.check_session(request.cookies.get(COOKIE)):
+        return
+    if auth.check_token(bearer_token(request.headers.get("authorization"))):
+        return
+    raise LoginRequired()
+
+
+def _int(request: Request, name: str) -> int | None:
+    v = request.query_params.get(name)
+    if v is None or v == "":
+        return None
+    if not v.isdigit() or len(v) > 18:
+        raise BadRequest(f"{name} must be a whole number, not {v!r}")
+    return int(v)
+
+
+def _service(request: Request) -> WebService:
+    svc: WebService = request.app.state.service
+    return svc
+
+
+def _limit(request: Request) -> int:
+    n = _int(request, "limit")
+    default: int = request.app.state.settings.web.page_size
+    return max(1, min(n, 500)) if n else default
+
+
+def list_query(request: Request, etype: EntityType) -> ListQuery:
+    p = request.query_params
+    conflict = {"yes": True, "no": False}.get(p.get("conflict", ""))
+    presence = p.get("presence") if p.get("presence") in ("active", "missing") else None
+    return ListQuery(q=p.get("q", "")[:200], kind=p.get("kind") or None, status=p.get("status") or None,
+                     source=p.get("source") or None, presence=presence, conflict=conflict,
+                     after=_int(request, "after"), before=_int(request, "before"), limit=_limit(request))
+
+
+# -- routes ---------------------------------------------------------------------------------------------
+def build_pages() -> APIRouter:
+    """The HTML routes (not part of the OpenAPI schema)."""
+    public = APIRouter(include_in_schema=False)
+    pages = APIRouter(include_in_schema=False, dependencies=[Depends(require_browser)])
+
+    @public.get("/login")
+    def login_form(request: Request) -> Response:
+        if not request.app.state.auth.enabled:
+            return RedirectResponse("/", status_code=303)
+        return render_login(request, None)
+
+    @public.post("/login")
+    async def login(request: Request) -> Response:
+        from itam_sync.web.app import set_session_cookie
+
+        auth: TokenAuth = request.app.state.auth
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        target = _safe_next(form.get("next"))
+        if not auth.enabled:
+            return RedirectResponse(target, status_code=303)
+        token = form.get("token", "").strip()
+        if not auth.check_token(token):
+            return render(request, "login.html", status_code=401, error="that token is not valid", next=target,
+                          nav="login")
+        resp = RedirectResponse(target, status_code=303)
+        set_session_cookie(request, resp, auth, token)
+        return resp
+
+    @public.get("/logout")
+    def logout(request: Request) -> Response:
+        resp = RedirectResponse("/login" if request.app.state.auth.enabled else "/", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    @pages.get("/")
+    def overview(request: Request) -> Response:
+        return render(request, "overview.html", nav="overview", o=_service(request).overview())
+
+    @pages.get("/search")
+    def search(request: Request) -> Response:
+        """Search assets and people at once; one hit goes straight to its page."""
+        q = request.query_params.get("q", "").strip()[:200]
+        svc = _service(request)
+        results = []
+        for coll, etype in (("assets", EntityType.ASSET), ("people", EntityType.PERSON)):
+            page = svc.list_entities(etype, ListQuery(q=q, limit=20), count=False) if q else None
+            results.append((coll, etype, page))
+        hits = [(coll, item) for coll, _, page in results if page for item in page.items]
+        if len(hits) == 1:
+            return RedirectResponse(f"/{hits[0][0]}/{hits[0][1].id}", status_code=303)
+        return render(request, "search.html", nav="search", q=q, results=results, columns=COLUMNS,
+                      titles=TITLES)
+
+    def add_collection(coll: str, etype: EntityType) -> None:
+        def list_page(request: Request) -> Response:
+            query = list_query(request, etype)
+            page = _service(request).list_entities(etype, query)
+            status = STATUS_FIELD.get(etype)
+            return render(request, "list.html", nav=coll, collection=coll, etype=etype, title=TITLES[etype],
+                          query=query, page=page, columns=COLUMNS[etype], kinds=KIND_CHOICES.get(etype, ()),
+                          status_label=status[0].replace("_", " ") if status else None,
+                          statuses=status[1] if status else (), sources=_service(request).sources(),
+                          search_hint=SEARCH_HINTS[etype])
+
+        def entity_page(request: Request, ref: str) -> Response:
+            before = _int(request, "before")
+            detail = _service(request).entity(etype, ref, history_before=before, history_limit=50)
+            if ref != str(detail.id):
+                return RedirectResponse(f"/{coll}/{detail.id}", status_code=303)
+            return render(request, "entity.html", nav=coll, collection=coll, etype=etype, e=detail,
+                          title=_entity_title(etype, detail.fields), history_before=before,
+                          person_columns=COLUMNS[EntityType.ASSET])
+
+        pages.add_api_route(f"/{coll}", list_page, methods=["GET"], name=f"{coll}_list")
+        pages.add_api_route(f"/{coll}/{{ref}}", entity_page, methods=["GET"], name=f"{coll}_entity")
+
+    for coll, etype in COLLECTIONS.items():
+        add_collection(coll, etype)
+
+    @pages.get("/conflicts")
+    def conflicts(request: Request) -> Response:
+        status = request.query_params.get("status", "open")
+        status = status if status in ("open", "resolved", "all") else "open"
+        page = _service(request).conflicts(None if status == "all" else status, _int(request, "after"),
+                                           _limit(request))
+        return render(request, "conflicts.html", nav="conflicts", page=page, status=status)
+
+    @pages.get("/runs")
+    def runs(request: Request) -> Response:
+        p = request.query_params
+        page = _service(request).runs(_int(request, "before"), _limit(request), p.get("connector") or None,
+                                      p.get("status") or None)
+        return render(request, "runs.html", nav="runs", page=page, connector=p.get("connector", ""),
+                      status=p.get("status", ""), sources=_service(request).sources())
+
+    @pages.get("/runs/{run_id}")
+    def run(request: Request, run_id: int) -> Response:
+        return render(request, "run.html", nav="runs", r=_service(request).run(run_id))
+
+    from itam_sync.web.reporting import add_report_pages
+
+    add_report_pages(pages)
+    router = APIRouter(include_in_schema=False)
+    router.include_router(public)
+    router.include_router(pages)
+    return router
+
+
+def _entity_title(etype: EntityType, fields: list[Any]) -> str:
+    values = {f.field: f.value for f in fields}
+    if etype is EntityType.ASSET:
+        name = values.get("serial_number") or values.get("hostname") or values.get("instance_id")
+        return f"{str(values.get('kind') or 'asset').replace('_', ' ').capitalize()} {name or ''}".strip()
+    if etype is EntityType.PERSON:
+        return str(values.get("display_name") or values.get("email") or "Person")
+    return str(values.get("product") or "Subscription")
+
+
+def age(at: str | None) -> str:
+    from datetime import UTC, datetime
+
+    return age_of(at, datetime.now(UTC))
+
+
+_TEMPLATES.env.filters["age"] = age
