@@ -9,7 +9,11 @@ dock MACs shared between laptops, MACs in several formats), then times:
   noop_inc an incremental resync where nothing changed (file sources skip unchanged files)
   change   a full resync after 1% of each source's records changed
 floor_s is the raw sqlite3 executemany time of the same source rows into the same table: the cost of just
-writing the data. Prints a table, then one JSON line as the last line.
+writing the data (on PostgreSQL: psycopg executemany into an empty copy of the table). Prints a table, then one
+JSON line as the last line.
+
+    python bench/bench_merge.py --devices 10000 --store-url postgres     # a throwaway PostgreSQL server
+    python bench/bench_merge.py --store-url postgresql+psycopg://me@/bench?host=/run/postgresql   # an empty db
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ def write_sources(d: Path, n: int, version: int, changed: set[int]) -> None:
                 fh.write("\n")
 
 
-def settings_for(d: Path) -> Settings:
+def settings_for(d: Path, store_url: str | None = None) -> Settings:
     streams = {"mdm": "devices", "edr": "hosts", "procurement": "orders", "idp": "devices"}
     # The demo's precedence shape: device sources first, procurement owns what was bought and for how much.
     procurement = FieldRuleConfig(order=["procurement"])
@@ -115,7 +119,7 @@ def settings_for(d: Path) -> Settings:
         "assigned_to": FieldRuleConfig(order=["procurement", "mdm"], freshness="90d"),
         "last_seen": FieldRuleConfig(strategy="latest")}))
     return Settings(
-        store=StoreConfig(url=f"sqlite:///{d / 'bench.db'}"),
+        store=StoreConfig(url=store_url or f"sqlite:///{d / 'bench.db'}"),
         sync=SyncConfig(batch_size=5000),
         precedence=precedence,
         connectors=[ConnectorConfig(name=s, type="jsonl", mapping=str(ROOT / "bench" / "mappings" / f"{s}.yaml"),
@@ -166,18 +170,62 @@ def floor_seconds(db: Path, out: Path) -> float:
     return spent
 
 
+def floor_seconds_pg(url: str) -> float:
+    """PostgreSQL's floor: the same source rows executemany'd (psycopg) into an empty copy of the table."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    q = dict(u.query)
+    conn = psycopg.connect(dbname=u.database, user=u.username, password=u.password, host=u.host or q.get("host"),
+                           port=u.port or q.get("port"))
+    cols = ("id, connector, stream, source_key, entity_type, entity_id, content_hash, raw, fields, match_keys, "
+            "observed_at, first_seen_run, last_seen_run, missing")
+    rows = conn.execute(f"SELECT {cols} FROM source_records").fetchall()
+    conn.execute("CREATE TEMP TABLE floor_records (LIKE source_records INCLUDING ALL)")
+    conn.commit()
+    t0 = time.perf_counter()
+    with conn.cursor() as cur:
+        for i in range(0, len(rows), 5000):
+            cur.executemany(f"INSERT INTO floor_records ({cols}) VALUES ({', '.join(['%s'] * 14)})",
+                            rows[i:i + 5000])
+    conn.commit()
+    spent = time.perf_counter() - t0
+    conn.close()
+    return spent
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=25_000, help="synthetic devices (each seen by 4 sources)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep files here (default: a temp dir)")
+    ap.add_argument("--store-url", default=None,
+                    help="run on this store instead of a temp SQLite file: the URL of an EMPTY database, e.g. "
+                         "postgresql+psycopg://user@/bench?host=/run/postgresql, or `postgres` to start a "
+                         "throwaway PostgreSQL server (needs initdb; see bench/throwaway_pg.py)")
     args = ap.parse_args()
+    if args.store_url == "postgres":
+        from throwaway_pg import throwaway_postgres
+
+        with throwaway_postgres() as url:
+            run_bench(args, url)
+    else:
+        run_bench(args, args.store_url)
+
+
+def run_bench(args: argparse.Namespace, store_url: str | None) -> None:
+    """The four syncs and the figures, on `store_url` (None: a temp SQLite file)."""
     n = args.devices
     tmp = tempfile.TemporaryDirectory(prefix="itam-bench-") if args.workdir is None else None
     d = Path(tmp.name) if tmp else args.workdir
     d.mkdir(parents=True, exist_ok=True)
     (d / "bench.db").unlink(missing_ok=True)
+    if store_url is not None:
+        with Store.open(store_url).begin() as repo:
+            if repo.list_runs(1):
+                raise SystemExit(f"{store_url}: the database is not empty; give the benchmark an empty one")
     write_sources(d, n, 0, set())
-    settings = settings_for(d)
+    settings = settings_for(d, store_url)
     gc.collect()
     full_s = sync_all(settings, full=True)
     noop_s = sync_all(settings, full=True)
@@ -187,13 +235,17 @@ def main() -> None:
     write_sources(d, n, 1, changed)
     change_s = sync_all(settings, full=True)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    with sqlite3.connect(d / "bench.db") as db:
-        source_records = db.execute("SELECT count(*) FROM source_records").fetchone()[0]
-        assets = db.execute("SELECT count(*) FROM entities WHERE status='active'").fetchone()[0]
-        conflicts = db.execute("SELECT count(*) FROM conflicts").fetchone()[0]
-        log_rows = db.execute("SELECT count(*) FROM merge_log").fetchone()[0]
-    floor_s = floor_seconds(d / "bench.db", d / "floor.db")
-    result = {"devices": n, "source_records": source_records, "full_s": round(full_s, 2),
+    store = Store.open(settings.store.url)
+    with store.engine.connect() as db:
+        source_records = db.exec_driver_sql("SELECT count(*) FROM source_records").scalar()
+        assets = db.exec_driver_sql("SELECT count(*) FROM entities WHERE status='active'").scalar()
+        conflicts = db.exec_driver_sql("SELECT count(*) FROM conflicts").scalar()
+        log_rows = db.exec_driver_sql("SELECT count(*) FROM merge_log").scalar()
+    backend = store.engine.dialect.name
+    store.close()
+    floor_s = (floor_seconds(d / "bench.db", d / "floor.db") if backend == "sqlite"
+               else floor_seconds_pg(settings.store.url))
+    result = {"store": backend, "devices": n, "source_records": source_records, "full_s": round(full_s, 2),
               "full_records_per_s": round(source_records / full_s), "noop_s": round(noop_s, 2),
               "noop_incremental_s": round(noop_inc_s, 3), "change_s": round(change_s, 2),
               "noop_pct_of_full": round(100 * noop_s / full_s, 1),

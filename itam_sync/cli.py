@@ -16,6 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from itam_sync import __version__
 from itam_sync.mapping.loader import MappingLoadError
@@ -62,7 +63,25 @@ def handle_errors(fn: F) -> F:
         except SyncFailed as exc:
             err.print(f"[red]error:[/red] {exc}")
             sys.exit(1)
+        except OperationalError as exc:  # the store itself failed: say what, not a traceback
+            err.print(f"[red]error:[/red] {store_error_line(exc)}")
+            sys.exit(1)
     return wrapper  # type: ignore[return-value]
+
+
+def store_error_line(exc: BaseException) -> str:
+    """One line for a database failure, with the likely cause (a full disk, a lock held too long)."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    low = text.lower()
+    if "disk i/o error" in low or "disk is full" in low or "no space" in low or "file too large" in low:
+        hint = ("the disk is full or a file size limit was reached; the failed transaction was rolled back "
+                "and the store is unchanged: free space and run again")
+    elif "locked" in low or "busy" in low:
+        hint = ("another process held the store's write lock longer than the busy timeout (sqlite URL "
+                "?timeout=SECONDS, default 60); nothing was changed: run again when it is done")
+    else:
+        hint = "nothing of the failed transaction was kept"
+    return f"store error: {text} ({hint})"
 
 
 def _settings(path: str) -> Settings:
@@ -234,8 +253,10 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                 failed.append(n)
         # One merge after every connector staged: an entity seen by several sources is merged once.
         merge_task = progress.add_task("merging golden records", total=None, pages="", waits="")
-        merged = merge_pending(settings, store, on_lease_wait=lambda h: console.print(
-            f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
+        # --no-wait holds for the merge too: a locked store must end the run with an error, not hang it.
+        merged = merge_pending(settings, store, lease_wait=0 if no_wait else None,
+                               on_lease_wait=lambda h: console.print(
+                                   f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
         progress.update(merge_task, completed=merged.entities)
     # Short headers and a light box keep the table readable in an 80-column terminal.
     table = Table(title=f"sync runs ({'full' if full else 'incremental'})", box=box.SIMPLE_HEAD, show_edge=False,
@@ -306,16 +327,17 @@ def runs(config_path: str, limit: int, connector: str | None, as_json: bool) -> 
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="runs")
-    for col in ("id", "connector", "mode", "status", "started", "seconds", "seen", "changed", "error"):
-        table.add_column(col, no_wrap=col != "error")
+    # Compact columns (an 80-column terminal fits them); each error follows the table in full.
+    table = Table(title="runs", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col in ("id", "connector", "mode", "status", "started (UTC)", "secs", "seen", "changed"):
+        table.add_column(col, justify="right" if col in ("id", "secs", "seen", "changed") else "left")
     for r in rows:
         streams = [v for k, v in r["counts"].items() if not k.startswith("_") and isinstance(v, dict)]
-        table.add_row(str(r["id"]), r["connector"], r["mode"], r["status"], r["started_at"],
-                      f"{r['duration_s']:.2f}" if r["duration_s"] is not None else "",
+        table.add_row(str(r["id"]), r["connector"], {"incremental": "incr"}.get(r["mode"], r["mode"]),
+                      r["status"] + (" *" if r["error"] else ""), (r["started_at"] or "")[5:16].replace("T", " "),
+                      f"{r['duration_s']:.1f}" if r["duration_s"] is not None else "",
                       str(sum(s.get("seen", 0) for s in streams)),
-                      str(sum(s.get("changed", 0) + s.get("new", 0) for s in streams)),
-                      "(below)" if r["error"] else "")
+                      str(sum(s.get("changed", 0) + s.get("new", 0) for s in streams)))
     out = Console(highlight=False, soft_wrap=True)
     out.print(table)
     # Errors in full, one per line: they say what to do, and a narrow table column would cut that off.
@@ -751,3 +773,8 @@ main.add_command(_status_cmd)
 
 # Run as `itam-sync ...` or `python -m itam_sync ...` (itam_sync/__main__.py); `python -m itam_sync.cli` would
 # import this module twice because the command modules above import it.
+
+
+from itam_sync.cli_sandbox import sandbox as _sandbox_cmd  # noqa: E402 - registered after main exists
+
+main.add_command(_sandbox_cmd)

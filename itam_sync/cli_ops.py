@@ -170,14 +170,14 @@ def status(config_path: str, as_json: bool) -> None:
         if not r["enabled"]:
             nxt.append("disabled")
         if r["next_incremental"]:
-            nxt.append(f"{r['next_incremental']} ({_age(r['next_incremental'], now)})")
+            nxt.append(_age(r["next_incremental"], now))
         if r["next_full"]:
-            nxt.append(f"full {r['next_full']} ({_age(r['next_full'], now)})")
+            nxt.append(f"full {_age(r['next_full'], now)}")
         if r["enabled"] and not (r["schedule"] or r["full_schedule"]):
             nxt.append("no schedule (runs on demand)")
         lease = r["lease"]
         holder = "" if lease is None else lease["holder"] + (" (expired)" if lease["expired"] else "")
-        table.add_row(r["connector"], f"{lr['id']} {lr['mode']}" if lr else "", result,
+        table.add_row(r["connector"], f"{lr['id']} {lr['mode'][:4]}" if lr else "", result,
                       _age(lr.get("finished_at") or lr.get("started_at"), now) if lr else "", "\n".join(nxt), holder)
     out = Console(highlight=False, soft_wrap=True)
     out.print(table)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -76,15 +77,18 @@ def push(config_path: str, sinks: tuple[str, ...], dry_run: bool, full_bodies: b
         for r in results:
             _print_plan(r, full_bodies, out)
     else:
-        table = Table(title="pushes")
-        for col in ("run", "sink", "type", "status", "log ids", "changed", "created", "updated", "unchanged",
-                    "sent", "skipped", "failed", "calls", "seconds"):
-            table.add_column(col, justify="left" if col in ("sink", "type", "status", "log ids") else "right")
+        # Short headers and a light box keep the table readable in an 80-column terminal.
+        table = Table(title="pushes", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      caption="changed since the last push (chg), created (new), updated (upd), unchanged "
+                              "(same), events sent, skipped, refused (fail), HTTP calls")
+        for col in ("sink", "status", "log ids", "chg", "new", "upd", "same", "sent", "skip", "fail", "calls",
+                    "secs"):
+            table.add_column(col, justify="left" if col in ("sink", "status", "log ids") else "right")
         for r in results:
             o = r.outcome
-            table.add_row(str(r.run_id), r.sink, r.sink_type, r.status, f"{r.from_id}..{r.to_id}", str(r.considered),
-                          str(o.created), str(o.updated), str(o.unchanged), str(o.sent), str(len(o.skipped)),
-                          str(len(o.failed)), str(o.calls), f"{r.duration_s:.2f}")
+            table.add_row(r.sink, r.status, f"{r.from_id}..{r.to_id}", str(r.considered), str(o.created),
+                          str(o.updated), str(o.unchanged), str(o.sent), str(len(o.skipped)), str(len(o.failed)),
+                          str(o.calls), f"{r.duration_s:.1f}")
         out.print(table)
     for r in results:
         if r.status == "partial":

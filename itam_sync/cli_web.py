@@ -43,7 +43,9 @@ def web(config_path: str, host: str, port: int) -> None:
                    f"{ENV_TOKENS}, or use --host 127.0.0.1", err=True)
         sys.exit(2)
     app = create_app(settings, tokens=tokens)
-    config = uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=False)
+    # proxy_headers: behind a TLS-terminating proxy on this host (uvicorn trusts 127.0.0.1 only), the session
+    # cookie is marked Secure.
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=True)
     # After uvicorn has configured logging: a sign-in link's ?token= must not reach the access log.
     logging.getLogger("uvicorn.access").addFilter(RedactTokenFilter())
     shown = f"[{host}]" if ":" in host else host

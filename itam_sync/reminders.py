@@ -36,6 +36,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 from itam_sync import reports
+from itam_sync.leases import Lease, LeaseBusy
 from itam_sync.runner import SyncFailed
 from itam_sync.sdk.http import HttpClient
 from itam_sync.settings import ConfigError, ReminderRuleConfig, Settings, SmtpConfig, parse_duration, resolve_secrets
@@ -44,6 +45,8 @@ from itam_sync.store.repository import Repository
 
 log = logging.getLogger(__name__)
 CHANNELS = ("smtp", "slack")
+LEASE = "reminders"  # one reminder run at a time, across processes and hosts
+LEASE_TTL_S = 300.0
 GAP_TEXT = {
     "mdm-without-edr": "managed by the MDM but no EDR agent",
     "edr-not-managed": "has an EDR agent but is not managed by the MDM",
@@ -54,6 +57,10 @@ GAP_TEXT = {
 
 class ReminderDeliveryFailed(SyncFailed):
     """A digest could not be delivered; its items stay pending and the next run sends them."""
+
+
+class RemindersBusy(SyncFailed):
+    """Another reminder run holds the lease (two runs would deliver the same pending items)."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,9 @@ class ReminderResult:
     """What a reminder run found, queued, closed and delivered (per channel), and the digest texts."""
 
     run_id: int | None
-    items: int = 0
-    queued: int = 0
-    resolved: int = 0
+    items: int = 0  # items the rules find now
+    queued: int = 0  # (item, channel) pairs newly due
+    resolved: int = 0  # items whose condition stopped holding (their history is closed)
     delivered: dict[str, int] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -320,7 +327,15 @@ def run_reminders(settings: Settings, store: Store | None = None, *, dry_run: bo
     store = store or Store.open(settings.store.url)
     t0 = time.perf_counter()
     result = ReminderResult(None)
+    lease: Lease | None = None
     try:
+        if not dry_run:
+            lease = Lease(store, LEASE, LEASE_TTL_S)
+            try:
+                lease.acquire(wait=0)
+            except LeaseBusy as exc:
+                raise RemindersBusy(f"another reminder run is in progress: {exc}") from None
+            lease.start_renewal()
         with store.begin(immediate=True) as repo:
             repo.lock_named("reminders")
             items = evaluate(repo, settings, now)
@@ -329,9 +344,11 @@ def run_reminders(settings: Settings, store: Store | None = None, *, dry_run: bo
             open_rows = repo.open_reminders(list(names))
             history: dict[tuple[str, str, str], list[tuple[str, str]]] = {}  # (rule, key, channel) -> periods
             resolve: list[int] = []
+            closed: set[tuple[str, str]] = set()
             for rid, rule, key, period, channel, _status, created in open_rows:
                 if (rule, key) not in current:
                     resolve.append(rid)
+                    closed.add((rule, key))
                 else:
                     history.setdefault((rule, key, channel), []).append((period, created))
             new_rows: list[tuple[object, ...]] = []
@@ -342,7 +359,7 @@ def run_reminders(settings: Settings, store: Store | None = None, *, dry_run: bo
                     if any(p == period for p, _ in seen):
                         continue
                     new_rows.append((item.rule, item.item_key, period, ch, item.entity_id, item.summary))
-            result.queued, result.resolved = len(new_rows), len(resolve)
+            result.queued, result.resolved = len(new_rows), len(closed)
             if not dry_run:
                 result.run_id = repo.create_run("(reminders)", "reminders", "remind", at, os.getpid(),
                                                 socket.gethostname())
@@ -386,5 +403,7 @@ def run_reminders(settings: Settings, store: Store | None = None, *, dry_run: bo
                                          "the next `itam-sync remind` sends them", result.run_id)
         return result
     finally:
+        if lease is not None:
+            lease.release()
         if own_store:
             store.close()

@@ -307,10 +307,18 @@ def _v(golden: dict[str, Any], name: str) -> Any:
     return entry[0] if entry is not None else None
 
 
-def _assets(repo: Repository, status: tuple[str, ...] = ("active",)) -> Iterator[tuple[int, dict[str, Any]]]:
-    for eid, golden, st in repo.iter_entities("asset"):
+def _scan(repo: Repository, fields: tuple[str, ...], status: tuple[str, ...] = ("active",),
+          entity_type: str = "asset") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(id, {field: golden entry or None}) of the entities in `status`, with only `fields` extracted (by the
+    database): reports filter on a few fields, then load whole records for the rows they keep (_full)."""
+    for eid, st, entries in repo.report_values(entity_type, fields):
         if st in status:
-            yield eid, golden
+            yield eid, dict(zip(fields, entries, strict=True))
+
+
+def _full(repo: Repository, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Whole golden records of the kept rows."""
+    return {i: g for i, (_t, g, _s) in repo.goldens(ids).items()}
 
 
 def _in_use(status: str, golden: dict[str, Any]) -> bool:
@@ -349,7 +357,8 @@ class _Person:
 def _people_by_ref(repo: Repository) -> dict[str, _Person]:
     """Every person under each reference an asset's assigned_to may hold: e-mail, aliases, employee id."""
     out: dict[str, _Person] = {}
-    for pid, g, _st in repo.iter_entities("person"):
+    for pid, g in _scan(repo, ("display_name", "status", "end_date", "department", "email", "employee_id",
+                               "email_aliases"), ("active", "missing"), "person"):
         p = _Person(pid, _v(g, "display_name"), _v(g, "status"), _v(g, "end_date"), _v(g, "department"))
         refs = [_v(g, "email"), _v(g, "employee_id"), *(_v(g, "email_aliases") or [])]
         for ref in refs:
@@ -396,8 +405,8 @@ def coverage_gaps(repo: Repository, ctx: ReportContext) -> ReportResult:
     inventory, device = _mask(INVENTORY_ROLES), _mask(DEVICE_ROLES)
     idp_cloud = _mask(frozenset({"idp", "cloud"}))
     procurement = _mask(frozenset({"procurement"}))
-    rows: list[CoverageGapRow] = []
-    for eid, g in _assets(repo):
+    found: list[tuple[str, int, int]] = []
+    for eid, g in _scan(repo, ("mdm_managed", "edr_protected", "lifecycle_state")):
         mdm, edr = _v(g, "mdm_managed") is True, _v(g, "edr_protected") is True
         roles = live.get(eid, 0)
         gaps = []
@@ -410,10 +419,14 @@ def coverage_gaps(repo: Repository, ctx: ReportContext) -> ReportResult:
         if (ever.get(eid, 0) & procurement and not ever.get(eid, 0) & device
                 and _v(g, "lifecycle_state") not in ("retired", "disposed")):
             gaps.append("procured-never-seen")
-        for gap in gaps:
-            rows.append(CoverageGapRow(gap, eid, _v(g, "serial_number"), _v(g, "hostname"), _v(g, "kind"),
-                                       _v(g, "model"), _v(g, "assigned_to"), _v(g, "lifecycle_state"),
-                                       _v(g, "last_seen"), _role_names(roles)))
+        found += [(gap, eid, roles) for gap in gaps]
+    full = _full(repo, sorted({eid for _, eid, _ in found}))
+    rows = []
+    for gap, eid, roles in found:
+        g = full[eid]
+        rows.append(CoverageGapRow(gap, eid, _v(g, "serial_number"), _v(g, "hostname"), _v(g, "kind"),
+                                   _v(g, "model"), _v(g, "assigned_to"), _v(g, "lifecycle_state"),
+                                   _v(g, "last_seen"), _role_names(roles)))
     order = {g: i for i, g in enumerate(("mdm-without-edr", "edr-not-managed", "idp-or-cloud-not-in-inventory",
                                          "procured-never-seen"))}
     rows.sort(key=lambda r: (order[r.gap], r.asset_id))
@@ -426,13 +439,16 @@ def stale_devices(repo: Repository, ctx: ReportContext) -> ReportResult:
     """Active assets not seen for more than --days (default 30) days."""
     days = ctx.days if ctx.days is not None else 30
     cutoff = (ctx.now - timedelta(days=days)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    rows = []
-    for eid, g in _assets(repo):
-        seen = g.get("last_seen")
+    kept = []
+    for eid, g in _scan(repo, ("last_seen", "lifecycle_state")):
+        seen = g["last_seen"]
         if seen is None or not isinstance(seen[0], str) or seen[0] >= cutoff:
             continue
-        if _v(g, "lifecycle_state") in ("retired", "disposed"):
-            continue
+        if _v(g, "lifecycle_state") not in ("retired", "disposed"):
+            kept.append(eid)
+    rows = []
+    for eid, g in _full(repo, kept).items():
+        seen = g["last_seen"]
         try:
             then = datetime.strptime(seen[0][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
         except ValueError:
@@ -447,14 +463,17 @@ def stale_devices(repo: Repository, ctx: ReportContext) -> ReportResult:
 def offboarding(repo: Repository, ctx: ReportContext) -> ReportResult:
     """Assets still held by terminated or suspended people and not yet recovered."""
     people = _people_by_ref(repo)
-    rows = []
-    for eid, g in _assets(repo, ("active", "missing")):
+    kept: dict[int, _Person] = {}
+    for eid, g in _scan(repo, ("assigned_to", "lifecycle_state"), ("active", "missing")):
         holder = _v(g, "assigned_to")
         if not holder or _v(g, "lifecycle_state") in RECOVERED:
             continue
         p = people.get(str(holder).strip().lower())
-        if p is None or p.status not in ("terminated", "suspended"):
-            continue
+        if p is not None and p.status in ("terminated", "suspended"):
+            kept[eid] = p
+    rows = []
+    for eid, g in _full(repo, list(kept)).items():
+        p, holder = kept[eid], _v(g, "assigned_to")
         rows.append(RecoveryRow(eid, _v(g, "serial_number"), _v(g, "hostname"), _v(g, "kind"), _v(g, "model"),
                                 holder, p.id, p.name, p.status or "", p.end_date, p.department,
                                 _v(g, "lifecycle_state"), _v(g, "last_seen"), _v(g, "purchase_cost"),
@@ -466,12 +485,10 @@ def offboarding(repo: Repository, ctx: ReportContext) -> ReportResult:
 def unowned(repo: Repository, ctx: ReportContext) -> ReportResult:
     """In-use assets without an owner (assigned_to empty)."""
     rows = []
-    no_owner = []
-    for eid, g in _assets(repo):
-        if _in_use("active", g) and not _v(g, "assigned_to"):
-            no_owner.append((eid, g))
-    sources = repo.source_keys_of([e for e, _ in no_owner])
-    for eid, g in no_owner:
+    kept = [eid for eid, g in _scan(repo, ("assigned_to", "lifecycle_state"))
+            if _in_use("active", g) and not _v(g, "assigned_to")]
+    sources = repo.source_keys_of(kept)
+    for eid, g in sorted(_full(repo, kept).items()):
         conns = sorted({s.split("/", 1)[0] for s in sources.get(eid, [])})
         rows.append(UnownedRow(eid, _v(g, "serial_number"), _v(g, "hostname"), _v(g, "kind"), _v(g, "model"),
                                _v(g, "lifecycle_state"), _v(g, "department"), _v(g, "last_seen"), conns))
@@ -483,13 +500,14 @@ def warranty(repo: Repository, ctx: ReportContext) -> ReportResult:
     horizon = ctx.days if ctx.days is not None else 90
     today = ctx.today
     lo, hi = today.isoformat(), (today + timedelta(days=horizon)).isoformat()
-    rows = []
-    for eid, g in _assets(repo, ("active", "missing")):
+    kept = []
+    for eid, g in _scan(repo, ("warranty_end", "lifecycle_state"), ("active", "missing")):
         end = _v(g, "warranty_end")
-        if not isinstance(end, str) or not (lo <= end[:10] <= hi):
-            continue
-        if _v(g, "lifecycle_state") in ("retired", "disposed"):
-            continue
+        if isinstance(end, str) and lo <= end[:10] <= hi and _v(g, "lifecycle_state") not in ("retired", "disposed"):
+            kept.append(eid)
+    rows = []
+    for eid, g in _full(repo, kept).items():
+        end = _v(g, "warranty_end")
         left = _days_between(today, end)
         if left is None:
             continue
@@ -574,7 +592,8 @@ def spend(repo: Repository, ctx: ReportContext) -> ReportResult:
     people = _people_by_ref(repo)
     since = (ctx.today - timedelta(days=ctx.days)).isoformat() if ctx.days is not None else None
     groups: dict[tuple[str, str | None], list[Any]] = {}
-    for _eid, g in _assets(repo, ("active", "missing")):
+    for _eid, g in _scan(repo, ("purchase_cost", "purchase_date", "department", "assigned_to", "currency"),
+                         ("active", "missing")):
         cost = _num(_v(g, "purchase_cost"))
         if cost is None:
             continue
@@ -601,13 +620,17 @@ def _pct(n: int, d: int) -> float | None:
     return round(100.0 * n / d, 1) if d else None
 
 
+_KPI_FIELDS = ("assigned_to", "lifecycle_state", "mdm_managed", "edr_protected")
+
+
 def kpis(repo: Repository, ctx: ReportContext) -> ReportResult:
     """% of in-use assets with an owner, managed (MDM), protected (EDR); the offboarding recovery rate."""
     people = _people_by_ref(repo)
     in_use = owned = managed = protected = 0
     outstanding = recovered_in_place = 0
     holders: dict[int, str] = {}  # asset -> current holder (lower case), for the reassignment check
-    for eid, g, st in repo.iter_entities("asset"):
+    for eid, st, entries in repo.report_values("asset", _KPI_FIELDS):
+        g = dict(zip(_KPI_FIELDS, entries, strict=True))
         holder = _v(g, "assigned_to")
         if holder:
             holders[eid] = str(holder).strip().lower()

@@ -356,7 +356,8 @@ def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, re
                 repo.finish_run(run_id, "interrupted" if cancelled else "failed", now_iso(), duration, counts, text)
         except Exception:  # noqa: BLE001 - the next run reaps it as interrupted; keep the original error
             log.exception("could not record the end of run %s", run_id)
-        log.error("run %s of %s %s: %s", run_id, name, "stopped" if cancelled else "failed", text)
+        (log.warning if cancelled else log.error)("run %s of %s %s: %s", run_id, name,
+                                                  "stopped" if cancelled else "failed", text)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         if cancelled:
@@ -365,9 +366,10 @@ def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, re
     finally:
         if connector is not None:
             connector.close()
-    log.info("run %s of %s: %s in %.2f s", run_id, name, status, duration,
+    seen = sum(v.get("seen", 0) for k, v in counts.items() if not k.startswith("_") and isinstance(v, dict))
+    log.info("%s run %s of %s: %s in %.2f s (%d records read)", mode, run_id, name, status, duration, seen,
              extra={"run_id": run_id, "connector": name, "mode": mode, "status": status,
-                    "duration_s": round(duration, 3), "totals": counts.get("_total", {})})
+                    "duration_s": round(duration, 3), "records": seen, "totals": counts.get("_total", {})})
     return RunResult(run_id, name, mode, status, counts, message, duration)
 
 

@@ -36,6 +36,8 @@ from itam_sync.settings import ConfigError, ConnectorConfig, Settings, parse_dur
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SINK_PREFIX = "sink:"  # dispatcher key of a sink's push ("sink:<name>"); connectors are plain names
+REMINDERS = "reminders"  # dispatcher key of the reminder digest
 
 
 def _zone(name: str | None) -> tzinfo | None:
@@ -275,12 +277,23 @@ class ServiceScheduler:
                 self._scheduler.add_job(self._fire, sched.trigger, args=(conn.name, sched, is_full),
                                         id=f"{conn.name}:{'full' if is_full else 'incremental'}",
                                         name=f"{'full' if is_full else 'incremental'} sync of {conn.name}")
+        # The outbound side runs on its own schedules too: each sink's push, and the reminder digest.
+        self.tasks: dict[str, Schedule] = {}
+        tz = settings.service.timezone
+        for sink in settings.sinks:
+            if sink.enabled and sink.schedule:
+                where = f"sinks.{sink.name}.schedule"
+                self.tasks[f"{SINK_PREFIX}{sink.name}"] = Schedule.parse(sink.schedule, tz, where)
+        if settings.reminders.schedule and settings.reminders.rules:
+            self.tasks[REMINDERS] = Schedule.parse(settings.reminders.schedule, tz, "reminders.schedule")
+        for key, sched in self.tasks.items():
+            self._scheduler.add_job(self._fire, sched.trigger, args=(key, sched, False), id=key, name=key)
 
     def _fire(self, connector: str, sched: Schedule, full: bool) -> None:
         now = datetime.now(UTC)
         due = sched.last_due(now + timedelta(milliseconds=50)) or now  # never a hair before its own fire time
         req = Request(connector, full=full, reason="full_schedule" if full else "schedule", due=due)
-        self.dispatcher.submit(req, delay=random.uniform(0, sched.jitter(self.settings.service.jitter_s)))  # noqa: S311
+        self.dispatcher.submit(req, delay=random.uniform(0, sched.jitter(self.settings.service.jitter_s)))
 
     def catch_up(self, served: Callable[[Request], bool]) -> list[Request]:
         """At start: queue, per connector, the run it missed while no worker was up (if any).
@@ -289,7 +302,9 @@ class ServiceScheduler:
         never ran gets a full run first if it has a full schedule."""
         now = datetime.now(UTC)
         queued: list[Request] = []
-        for name, (inc, full) in self.schedules.items():
+        every: list[tuple[str, tuple[Schedule | None, Schedule | None]]] = [
+            *self.schedules.items(), *((k, (v, None)) for k, v in self.tasks.items())]
+        for name, (inc, full) in every:
             for sched, is_full in ((full, True), (inc, False)):
                 if sched is None:
                     continue
@@ -297,7 +312,7 @@ class ServiceScheduler:
                 if due is None or served(Request(name, full=is_full, due=due)):
                     continue
                 req = Request(name, full=is_full, reason="startup", due=due)
-                self.dispatcher.submit(req, delay=random.uniform(0, sched.jitter(self.settings.service.jitter_s)))  # noqa: S311
+                self.dispatcher.submit(req, delay=random.uniform(0, sched.jitter(self.settings.service.jitter_s)))
                 queued.append(req)
                 break  # a full catch-up run serves the incremental one too
         return queued

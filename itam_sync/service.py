@@ -39,14 +39,14 @@ from itam_sync.mapping.loader import MappingLoadError, load_mapping
 from itam_sync.metrics import CONTENT_TYPE, Metrics
 from itam_sync.registry import Registry, UnknownConnectorType
 from itam_sync.runner import RunInterrupted, SyncFailed, merge_pending, run_connector
-from itam_sync.scheduler import Dispatcher, ServiceScheduler
+from itam_sync.scheduler import REMINDERS, SINK_PREFIX, Dispatcher, ServiceScheduler
 from itam_sync.scheduler import Request as RunRequest
 from itam_sync.settings import ConfigError, Settings, resolve_secrets
 from itam_sync.store import Store
 from itam_sync.webhooks import HookAuth, authenticated, build_hooks, count_events, okta_verification
 
 log = logging.getLogger(__name__)
-ABORT_WAIT_S = 15.0  # after the grace period: how long a told-to-stop run gets to notice
+ABORT_WAIT_S = (2.0, 15.0)  # after the grace period, a told-to-stop run gets grace clamped to this to notice
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -189,7 +189,7 @@ class Service:
             log.warning("grace period over: stopping %s at the next record (their transactions roll back)",
                         ", ".join(self.dispatcher.running()))
             self.cancel.set()
-            if not self.dispatcher.wait_idle(ABORT_WAIT_S):
+            if not self.dispatcher.wait_idle(min(max(grace, ABORT_WAIT_S[0]), ABORT_WAIT_S[1])):
                 self._abandon(self.dispatcher.running())
         self._stop_http()
         self.dispatcher.shutdown()
@@ -201,16 +201,19 @@ class Service:
         self.clean_exit = False
         log.error("still running after the grace period: %s (stuck waiting on the source); exiting anyway -- "
                   "nothing they read is kept and the next run records them interrupted", ", ".join(stuck))
-        if not self.store.is_sqlite:  # SQLite: the stuck run holds the write lock; the next run reaps it
-            try:
-                with self.store.begin() as repo:
-                    for name in stuck:
-                        for run_id, _, pid, host in repo.running_runs(name):
-                            if pid == os.getpid() and host == socket.gethostname():
-                                repo.finish_run(run_id, "interrupted", _now(), 0.0, {},
-                                                "the worker shut down before the run finished; nothing was kept")
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                log.exception("could not record the abandoned runs")
+        if self.store.is_sqlite:
+            # The stuck run holds SQLite's write lock: writing would wait for it. The next run on this host
+            # takes over its lease (the process is gone) and records it interrupted.
+            return
+        try:
+            with self.store.begin() as repo:
+                for name in stuck:
+                    for run_id, _, pid, host in repo.running_runs(name):
+                        if pid == os.getpid() and host == socket.gethostname():
+                            repo.finish_run(run_id, "interrupted", _now(), 0.0, {},
+                                            "the worker shut down before the run finished; nothing was kept")
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            log.exception("could not record the abandoned runs")
         for lease in list(self._leases):
             lease.release()
 
@@ -225,13 +228,55 @@ class Service:
         """Did a run of this connector (on any worker) start since the request was due?"""
         if req.due is None:
             return False
-        modes = ["full"] if req.full else ["full", "incremental"]
+        name, modes = req.connector, ["full"] if req.full else ["full", "incremental"]
+        if name.startswith(SINK_PREFIX):  # sink pushes are recorded under the sink's name
+            name, modes = name.removeprefix(SINK_PREFIX), ["push"]
+        elif name == REMINDERS:
+            name, modes = "(reminders)", ["remind"]
         with self.store.begin() as repo:
-            return repo.run_started_since(req.connector, req.due.strftime("%Y-%m-%dT%H:%M:%SZ"), modes) is not None
+            return repo.run_started_since(name, req.due.strftime("%Y-%m-%dT%H:%M:%SZ"), modes) is not None
+
+    def _execute_task(self, req: RunRequest) -> None:
+        """A sink's push or the reminder digest, on its schedule: one worker at a time (lease), once per
+        occurrence. Their own modules keep their positions and history; this only decides when."""
+        lease = Lease(self.store, req.connector, self.settings.service.lease_ttl_s)
+        try:
+            lease.acquire(wait=None if req.wait else 0, stop=self.stopping)
+        except LeaseBusy as exc:
+            log.info("%s: not started: %s", req.connector, exc)
+            self.metrics.skipped.labels(req.connector, "lease_held").inc()
+            return
+        self._leases.add(lease)
+        lease.start_renewal()
+        t0 = time.perf_counter()
+        mode = "push" if req.connector != REMINDERS else "remind"
+        try:
+            if self._served(req):
+                self.metrics.skipped.labels(req.connector, "already_run").inc()
+                return
+            if req.connector == REMINDERS:
+                from itam_sync.reminders import run_reminders
+
+                run_reminders(self.settings, store=self.store)
+                status = "success"
+            else:
+                from itam_sync.sinks.push import push_sink
+
+                status = push_sink(self.settings, req.connector.removeprefix(SINK_PREFIX), store=self.store).status
+            self.metrics.observe_run(req.connector, mode, status, time.perf_counter() - t0, {}, time.time())
+        except Exception as exc:  # noqa: BLE001 - they record their own failures; the service goes on
+            self.metrics.observe_run(req.connector, mode, "failed", time.perf_counter() - t0, {})
+            log.error("%s: %s", req.connector, exc)
+        finally:
+            lease.release()
+            self._leases.discard(lease)
 
     def _execute(self, req: RunRequest) -> None:
         """One request: lease, dedupe, run, merge. Called on a dispatcher thread, one at a time per connector."""
         if self.stopping.is_set():
+            return
+        if req.connector.startswith(SINK_PREFIX) or req.connector == REMINDERS:
+            self._execute_task(req)
             return
         name, mode = req.connector, "full" if req.full else "incremental"
         lease = Lease(self.store, connector_lease(name), self.settings.service.lease_ttl_s)
@@ -262,20 +307,20 @@ class Service:
             self.active[name] = ActiveRun(name, mode, req.reason, _now())
         self.metrics.in_progress.labels(name).set(1)
         t0 = time.perf_counter()
+        log.debug("%s: starting a %s run (%s)", name, mode, req.reason)
         try:
             result = run_connector(self.settings, name, full=req.full, store=self.store, registry=self.registry,
                                    merge=False, lease=lease, cancel=self.cancel, on_http=self.metrics.observe_http,
                                    actor=f"serve ({req.reason})")
             self.metrics.observe_run(name, mode, result.status, result.duration_s, result.counts, time.time())
-            log.info("%s: %s run %s (%s): %s", name, mode, result.run_id, req.reason, result.status,
-                     extra={"connector": name, "run_id": result.run_id, "status": result.status})
             return True
-        except RunInterrupted as exc:
+        except RunInterrupted:
             self.metrics.observe_run(name, mode, "interrupted", time.perf_counter() - t0, {})
-            log.warning("%s", exc)
-        except (SyncFailed, ConfigError) as exc:
+        except SyncFailed:
+            self.metrics.observe_run(name, mode, "failed", time.perf_counter() - t0, {})  # the runner logged it
+        except ConfigError as exc:
             self.metrics.observe_run(name, mode, "failed", time.perf_counter() - t0, {})
-            log.error("%s", exc)
+            log.error("%s: %s", name, exc)
         except Exception:  # noqa: BLE001 - a bug in one connector must not stop the service
             self.metrics.observe_run(name, mode, "failed", time.perf_counter() - t0, {})
             log.exception("%s: run failed unexpectedly", name)

@@ -182,7 +182,7 @@ class SinkConfig(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     type: str
     enabled: bool = True
-    schedule: str | None = None  # cron or "every 1h"; used by `serve`
+    schedule: str | None = None  # cron or "every 1h"; kept for `serve` (run `itam-sync push` from cron meanwhile)
     settings: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("schedule")
@@ -261,7 +261,7 @@ class ReminderRuleConfig(_Model):
 class RemindersConfig(_Model):
     """Reminder rules and where their digest goes."""
 
-    schedule: str | None = None  # used by `serve`
+    schedule: str | None = None  # kept for `serve` (run `itam-sync remind` from cron meanwhile)
     subject: str = "itam-sync reminders"
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     rules: list[ReminderRuleConfig] = Field(default_factory=list)
@@ -518,6 +518,11 @@ def _publishing_problems(loaded: LoadedConfig, file: str) -> list[str]:
             problems.append(format_problem(file, lines, ("sinks", i, "name"), f"duplicate sink name {c.name!r}",
                                            "give each sink its own name"))
         seen.add(c.name)
+        if c.name in {conn.name for conn in s.connectors}:
+            # Runs are recorded by name: a sink's pushes and a connector's syncs must not be confused.
+            problems.append(format_problem(file, lines, ("sinks", i, "name"),
+                                           f"sink name {c.name!r} is also a connector name",
+                                           "give the sink its own name, e.g. " + f"{c.name}-out"))
         for ref_kind, ref in _secret_refs(c.settings):
             if ref_kind == "env" and ref not in os.environ:
                 loaded.warnings.append(format_problem(file, lines, ("sinks", i, "settings"),

@@ -170,8 +170,9 @@ class AwsConnector(Connector):
         self.config = Config(retries={"mode": s.retry_mode, "total_max_attempts": s.max_attempts},
                              connect_timeout=min(s.timeout, 10), read_timeout=s.timeout,
                              user_agent_extra=f"itam-sync/{__version__}")
-        self.base = boto3.Session(profile_name=s.profile, aws_access_key_id=s.access_key_id,
-                                  aws_secret_access_key=s.secret_access_key, region_name=s.home_region)
+        self._core = botocore.session.Session(profile=s.profile)
+        self.base = boto3.Session(aws_access_key_id=s.access_key_id, aws_secret_access_key=s.secret_access_key,
+                                  region_name=s.home_region, botocore_session=self._core)
 
     def streams(self) -> list[Stream]:
         return [Instances(self)]
@@ -237,6 +238,8 @@ class AwsConnector(Connector):
             raise _fail(exc, f"sts:AssumeRole {self.role_arn(account)}") from exc
         core = botocore.session.Session()
         core.register_component("credential_provider", CredentialResolver([_FixedProvider(credentials)]))
+        # Share the base session's model loader: it caches the (large) EC2 service model across accounts.
+        core.register_component("data_loader", self._core.get_component("data_loader"))
         return boto3.Session(botocore_session=core, region_name=s.home_region)
 
     def regions(self, account: str, session: boto3.Session) -> list[str]:

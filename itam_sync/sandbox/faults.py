@@ -4,13 +4,14 @@ Items, comma-separated (probabilities are per data request; token and discovery 
 
 | item | what the sandbox does |
 |---|---|
-| `429:P[@N]` | throttles: the vendor's 429 with its own wait header (Retry-After, Okta `X-Rate-Limit-Reset`, CrowdStrike `X-RateLimit-RetryAfter`); a storm: the same request is throttled N times in a row (default 3) |
+| `429:P[@N]` | a 429 storm: the request is throttled N times in a row (default 3), each time with the |
+|             | vendor's wait header (Retry-After, Okta `X-Rate-Limit-Reset`, CrowdStrike `X-RateLimit-RetryAfter`) |
 | `5xx:P` | 500, 502, 503 or 504 with no wait hint |
 | `slow:P[@S]` | answers after S seconds (default 0.5s) |
 | `reset:P` | resets the TCP connection instead of answering |
 | `truncate:P` | sends the headers and half the body, then closes the connection |
 | `malformed:P` | a complete 200 whose body is cut in half (not JSON) |
-| `token_expire:T` | issued tokens stop working after T (`60s`, or `40req` = 40 requests) although they claim to live an hour |
+| `token_expire:T` | issued tokens stop working after T (`60s`, or `40req` = 40 requests), though they claim an hour |
 | `mutate_between_pages[:N]` | after every Nth page served (default 2), ~2% of the records change (content only) |
 | `retry_after:S` | the wait the 429s ask for (default 1 second) |
 | `seed:K` | varies which requests are hit (default 0) |

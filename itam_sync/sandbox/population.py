@@ -18,6 +18,7 @@ at version v carries `T0 + v hours` (plus a per-record offset of under an hour),
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import threading
@@ -36,24 +37,31 @@ LAST = ("Berg", "Li", "Ek", "Svensson", "Novak", "Haddad", "Lund", "Moreau", "Ga
 DEPARTMENTS = ("Finance", "Engineering", "Sales", "Marketing", "IT", "People", "Legal", "Support", "Operations")
 TITLES = ("Analyst", "Engineer", "Senior Engineer", "Manager", "Director", "Specialist", "Coordinator", "Lead")
 LOCATIONS = ("Stockholm HQ", "Lisbon", "Berlin", "New York", "Remote")
-APPS = (("slack", "Slack", 0.9), ("zoomus", "Zoom", 0.6), ("github", "GitHub", 0.25), ("atlassian", "Atlassian", 0.4),
-        ("salesforce", "Salesforce", 0.15), ("figma", "Figma", 0.08), ("notion", "Notion", 0.3),
-        ("miro", "Miro", 0.1), ("1password", "1Password", 0.95), ("box", "Box", 0.05), ("docusign", "DocuSign", 0.04),
-        ("workday_app", "Workday", 0.02))
-SKUS = (("SPE_E3", "05e9a617-0261-4cee-bb44-138d3ef5d965", 0.8), ("SPE_E5", "06ebc4ee-1bb5-47dd-8120-11324bc54e06", 0.1),
-        ("POWER_BI_PRO", "f8a1db68-be16-40ed-86d5-cb42ce701560", 0.2), ("VISIOCLIENT", "c5928f49-12ba-48f7-ada3-0d743a3601d5", 0.03),
-        ("PROJECTPREMIUM", "09015f9f-377f-4538-bbb5-f75ceb09358a", 0.02), ("FLOW_FREE", "f30db892-07e9-47e9-837c-80727f46fd3d", 0.3))
+# (Okta app name, label, share of people assigned)
+APPS = (("slack", "Slack", 0.9), ("zoomus", "Zoom", 0.6), ("github", "GitHub", 0.25),
+        ("atlassian", "Atlassian", 0.4), ("salesforce", "Salesforce", 0.15), ("figma", "Figma", 0.08),
+        ("notion", "Notion", 0.3), ("miro", "Miro", 0.1), ("1password", "1Password", 0.95), ("box", "Box", 0.05),
+        ("docusign", "DocuSign", 0.04), ("workday_app", "Workday", 0.02))
+# (Microsoft SKU part number, SKU id, share of people licensed)
+SKUS = (("SPE_E3", "05e9a617-0261-4cee-bb44-138d3ef5d965", 0.8),
+        ("SPE_E5", "06ebc4ee-1bb5-47dd-8120-11324bc54e06", 0.1),
+        ("POWER_BI_PRO", "f8a1db68-be16-40ed-86d5-cb42ce701560", 0.2),
+        ("VISIOCLIENT", "c5928f49-12ba-48f7-ada3-0d743a3601d5", 0.03),
+        ("PROJECTPREMIUM", "09015f9f-377f-4538-bbb5-f75ceb09358a", 0.02),
+        ("FLOW_FREE", "f30db892-07e9-47e9-837c-80727f46fd3d", 0.3))
 
 # (kind, platform, manufacturer, model, weight)
 MODELS = (
-    ("laptop", "mac", "Apple", "MacBook Pro (14-inch, 2023)", 22), ("laptop", "mac", "Apple", "MacBook Air (M2, 2022)", 10),
+    ("laptop", "mac", "Apple", "MacBook Pro (14-inch, 2023)", 22),
+    ("laptop", "mac", "Apple", "MacBook Air (M2, 2022)", 10),
     ("desktop", "mac", "Apple", "Mac mini (M2, 2023)", 3), ("desktop", "mac", "Apple", "iMac (24-inch, 2023)", 2),
     ("laptop", "windows", "Dell", "Latitude 7440", 12), ("laptop", "windows", "Lenovo", "ThinkPad T14 Gen 4", 10),
     ("laptop", "windows", "HP", "EliteBook 840 G8", 6), ("desktop", "windows", "Dell", "OptiPlex 7010", 6),
     ("desktop", "windows", "Generic", "Whitebox Z790", 2),
     ("mobile", "ios", "Apple", "iPhone 14", 9), ("tablet", "ipados", "Apple", "iPad (10th generation)", 4),
     ("mobile", "android", "Samsung", "Galaxy S23", 3),
-    ("server", "windows", "Dell", "PowerEdge R650", 3), ("vm", "windows", "VMware, Inc.", "VMware Virtual Platform", 3),
+    ("server", "windows", "Dell", "PowerEdge R650", 3),
+    ("vm", "windows", "VMware, Inc.", "VMware Virtual Platform", 3),
     ("vm", "linux", "VMware, Inc.", "VMware Virtual Platform", 2), ("cloud", "linux", "Amazon EC2", "t3.medium", 3),
 )
 OUI = {"Apple": 0xA483E7, "Dell": 0x3C18A0, "Lenovo": 0x8C1645, "HP": 0xA4B1C2, "Generic": 0x18C04D,
@@ -75,12 +83,15 @@ COVERAGE = {
 VENDORS = ("okta", "entra", "bamboohr", "intune", "defender", "jamf", "kandji", "crowdstrike", "sentinelone")
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def iso(ts: float) -> str:
-    """Epoch seconds -> ISO-8601 UTC with a Z."""
+    """Epoch seconds -> ISO-8601 UTC with a Z (cached: record timestamps repeat across pages and vendors)."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def _hex(seed: int, *parts: object, n: int = 32) -> str:
+    """A stable pseudo-random hex string for (seed, parts): vendor ids, UUIDs (cached: pages are re-served)."""
     return hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=max(8, (n + 1) // 2)).hexdigest()[:n]
 
 
@@ -182,9 +193,15 @@ class Population:
             self._apply(self.version + 1)
             return self.version
 
-    def set_version(self, version: int) -> None:
-        """Rebuild the population as it is at `version` (advances past the known ones are full advances)."""
+    def set_version(self, version: int, forget_history: bool = False) -> None:
+        """Rebuild the population as it is at `version` (advances past the known ones are full advances).
+
+        The kinds of past advances (content-only or not) are kept, so going back and forth replays the same
+        history; `forget_history` drops them (every advance from here on is a full one unless said otherwise).
+        """
         with self.lock:
+            if forget_history:
+                self.kinds.clear()
             while len(self.kinds) < version:
                 self.kinds.append(False)
             self._set(version)
@@ -220,8 +237,9 @@ class Population:
             for _ in range(max(1, len(self.people) // 300)):
                 i = len(self.people)
                 self.people.append(self._person(i))
-                self.person_rev.append(0), self.person_mod.append(v), self.person_term.append(0)
-                self.person_created.append(v)
+                for arr, value in ((self.person_rev, 0), (self.person_mod, v), (self.person_term, 0),
+                                   (self.person_created, v)):
+                    arr.append(value)
             for i in rng.sample(range(self.n_people), max(1, self.n_people // 300)):
                 if not self.person_term[i] and self.people[i].status0 == "active":
                     self.person_term[i] = v
@@ -229,8 +247,9 @@ class Population:
             for _ in range(max(1, len(self.devices) // 200)):
                 i = len(self.devices)
                 self.devices.append(self._device(i))
-                self.dev_rev.append(0), self.dev_mod.append(v), self.dev_removed.append(0)
-                self.dev_created.append(v)
+                for arr, value in ((self.dev_rev, 0), (self.dev_mod, v), (self.dev_removed, 0),
+                                   (self.dev_created, v)):
+                    arr.append(value)
             old = [i for i in range(self.n_devices) if not self.dev_removed[i]]
             for i in rng.sample(old, max(1, self.n_devices // 500)):
                 self.dev_removed[i] = v

@@ -11,6 +11,7 @@ body segments).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -233,10 +234,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        try:
+        with contextlib.suppress(OSError):  # not a TCP socket (tests may hand us a socketpair)
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
         # Never log request lines with their headers or bodies: they carry secrets. Paths only, at DEBUG.
@@ -327,10 +326,8 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def finish(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # the client hung up (or we reset the connection on purpose)
             super().finish()
-        except OSError:
-            pass
 
 
 def _default_throttle(req: Request, wait: float) -> Response:
@@ -362,7 +359,7 @@ class SandboxServer(ThreadingHTTPServer):
         # The TLS handshake runs here, in the connection's own thread, never in the accept loop.
         try:
             with self.tls.wrap_socket(request, server_side=True) as conn:
-                self.RequestHandlerClass(conn, client_address, self)
+                Handler(conn, client_address, self)
         except (ssl.SSLError, OSError) as exc:
             log.debug("sandbox TLS connection ended: %s", type(exc).__name__)
 

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from itam_sync.events import events_from_rows, key_order
+from itam_sync.leases import Lease, LeaseBusy
 from itam_sync.runner import SyncFailed, now_iso
 from itam_sync.settings import SECRET_REF, ConfigError, Settings, SinkConfig, resolve_secrets
 from itam_sync.sinks.base import EventSink, GoldenRecord, PlannedCall, PushOutcome, RecordSink, Sink
@@ -35,6 +36,7 @@ from itam_sync.store.repository import Repository
 
 log = logging.getLogger(__name__)
 READ_CHUNK = 1000  # golden records read per transaction
+LEASE_TTL_S = 300.0  # a push holds the lease `sink:<name>`, renewed in the background, expiring if we die
 MISSING = "missing: no live source sees it (nothing is deleted on the far side)"
 
 
@@ -87,22 +89,14 @@ def build_sink(settings: Settings, cfg: SinkConfig, registry: SinkRegistry, *, l
     return cls(cfg.name, model)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def sink_lease(name: str) -> str:
+    """The lease a push of sink `name` holds (prefixed: a sink and a connector may share a name)."""
+    return f"sink:{name}"
 
 
-def _claim(repo: Repository, name: str, at: str) -> None:
-    """Refuse a second concurrent push of the same sink on this host; close runs whose process died."""
-    host = socket.gethostname()
-    for run_id, _, pid, run_host in repo.running_runs(name):
-        if run_host == host and pid and pid != os.getpid() and _pid_alive(pid):
-            raise PushFailed(f"sink {name!r} is already pushing (run {run_id}, pid {pid})", run_id)
+def _reap(repo: Repository, name: str, at: str) -> None:
+    """We hold the sink's lease, so a push run still marked running is one whose process died: close it."""
+    for run_id, *_ in repo.running_runs(name):
         repo.finish_run(run_id, "interrupted", at, 0.0, {}, "the process ended before the push finished")
 
 
@@ -120,11 +114,19 @@ def push_sink(settings: Settings, name: str, *, store: Store | None = None, regi
     t0 = time.perf_counter()
     started = now_iso()
     run_id: int | None = None
+    lease: Lease | None = None
     try:
+        if not dry_run:
+            # One push of a sink at a time, across processes and hosts (the lease outlives no dead holder).
+            lease = Lease(store, sink_lease(name), LEASE_TTL_S)
+            try:
+                lease.acquire(wait=0)
+            except LeaseBusy as exc:
+                raise PushFailed(f"sink {name!r} is already being pushed: {exc}") from None
+            lease.start_renewal()
         with store.begin(immediate=True) as repo:
-            repo.lock_named(f"sink:{name}")
             if not dry_run:
-                _claim(repo, name, started)
+                _reap(repo, name, started)
             last, retry = repo.sink_state(name)
             high = repo.max_log_id()
             if not dry_run:
@@ -163,6 +165,8 @@ def push_sink(settings: Settings, name: str, *, store: Store | None = None, regi
         return result
     finally:
         sink.close()
+        if lease is not None:
+            lease.release()
         if own_store:
             store.close()
 

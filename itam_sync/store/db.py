@@ -29,7 +29,9 @@ def create_store_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60})
+        # Busy timeout: how long a writer waits for another's lock. 60 s unless the URL says `?timeout=5`
+        # (SQLAlchemy passes the query parameter to sqlite3 itself).
+        engine = create_engine(url, connect_args={} if "timeout" in parsed.query else {"timeout": 60})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:

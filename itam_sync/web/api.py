@@ -14,8 +14,9 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from itam_sync.model.canonical import EntityType
-from itam_sync.web.auth import TokenAuth
+from itam_sync.web.auth import COOKIE, TokenAuth
 from itam_sync.web.models import (
+    AsOfDetail,
     ConflictPage,
     EntityDetail,
     EntityPage,
@@ -26,6 +27,7 @@ from itam_sync.web.models import (
     ReportOut,
     RunOut,
     RunPage,
+    VerifyOut,
 )
 from itam_sync.web.service import COLLECTIONS, ListQuery, WebService
 
@@ -35,9 +37,14 @@ _bearer = HTTPBearer(auto_error=False, description="An API token from web.api_to
 
 def require_token(request: Request,
                   creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    """401 unless the request carries a configured token (no tokens configured: local-only, no auth)."""
+    """401 unless the request carries a configured token (no tokens configured: local-only, no auth).
+
+    A browser signed in to the pages may also read the API with its session cookie (the pages link to
+    JSON and CSV); the API is read-only and sends no CORS headers, so other sites cannot use that."""
     auth: TokenAuth = request.app.state.auth
     if not auth.enabled:
+        return
+    if creds is None and auth.check_session(request.cookies.get(COOKIE)):
         return
     if creds is None:
         raise HTTPException(401, "missing bearer token: send Authorization: Bearer <token>",
@@ -98,6 +105,16 @@ def build_api() -> APIRouter:
         def get_history(request: Request, ref: str, before: Before = None, limit: Limit = 50) -> LogPage:
             return _svc(request).history(etype, ref, before, limit)
 
+        def get_as_of(request: Request, ref: str,
+                      at: Annotated[str, Query(max_length=40, description="A date (its end) or a UTC time: "
+                                               "2026-06-30 or 2026-06-30T12:00:00Z.")]) -> AsOfDetail:
+            return _svc(request).as_of(etype, ref, at)
+
+        get_as_of.__doc__ = (f"One {noun} as it stood at a past time, rebuilt from the merge log alone (values, "
+                             f"the source and rule that set them, feeding records, history up to then).")
+        api.add_api_route(f"/{coll}/{{ref}}/as-of", get_as_of, methods=["GET"], response_model=AsOfDetail,
+                          tags=[coll], name=f"{noun}_as_of", summary=f"One {noun} at a past time",
+                          responses={400: {"model": Problem, "description": "Not a date or time"}})
         list_entities.__doc__ = (f"List {coll} (golden records) with search and filters, paginated by id.")
         get_entity.__doc__ = (f"One {noun} by id or key (e.g. serial_number:C02FK1ABQ6L4, a bare serial or "
                               f"e-mail): every field's value, winning source, age, rule and competing values; "
@@ -132,6 +149,16 @@ def build_api() -> APIRouter:
         """One sync run."""
         return _svc(request).run(run_id)
 
+    @api.get("/audit/verify", response_model=VerifyOut, tags=["audit"],
+             responses={400: {"model": Problem, "description": "Malformed anchor"}})
+    def verify(request: Request,
+               anchor: Annotated[str | None, Query(max_length=100, description="ROW_ID:SHA256 of a chain head kept "
+                                                   "earlier (an export's last_id and last_hash).")] = None
+               ) -> VerifyOut:
+        """Walk the merge log's hash chain and name the first row that was altered, inserted or deleted. Reads
+        every row: seconds on a large store."""
+        return _svc(request).verify(anchor)
+
     @api.get("/reports", response_model=list[ReportInfo], tags=["reports"])
     def reports(request: Request) -> list[ReportInfo]:
         """The available reports."""
@@ -152,17 +179,17 @@ def build_api() -> APIRouter:
         runner = request.app.state.reports
         try:
             info = runner.info(name)
-            result = runner.run(name, days)
+            report = runner.run(name, days)
         except OperationError as exc:
             if "no report" in str(exc):
                 raise NotFound(str(exc)) from None
             raise HTTPException(400, str(exc)) from None
+        result = report.result
         if format == "csv":
             return Response(result.to_csv(), media_type="text/csv; charset=utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-        data = result.to_json()
-        summary = {k: v for k, v in data.items() if k in ("generated_at", "params", "notes")}
-        return ReportOut(name=name, title=info.title, description=info.description, columns=data["columns"],
-                         rows=data["rows"], summary=summary)
+        summary = {"generated_at": result.generated_at, "params": result.params, "notes": result.notes}
+        return ReportOut(name=name, title=info.title, description=info.description, columns=result.columns,
+                         rows=report.rows, summary=summary)
 
     return api

@@ -22,9 +22,9 @@ from itam_sync import __version__
 from itam_sync.settings import Settings
 from itam_sync.store import Store
 from itam_sync.web.auth import COOKIE, TokenAuth, configured_tokens, is_loopback
-from itam_sync.web.pages import BadRequest, LoginRequired, SignIn, build_pages, render, render_login
+from itam_sync.web.pages import LoginRequired, SignIn, build_pages, render, render_login
 from itam_sync.web.reporting import ReportRunner
-from itam_sync.web.service import NotFound, WebService
+from itam_sync.web.service import BadInput, NotFound, WebService
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -92,8 +92,8 @@ def create_app(settings: Settings, tokens: list[str] | None = None, store: Store
     async def _not_found(request: Request, exc: NotFound) -> Response:
         return problem(request, 404, str(exc))
 
-    @app.exception_handler(BadRequest)
-    async def _bad_request(request: Request, exc: BadRequest) -> Response:
+    @app.exception_handler(BadInput)
+    async def _bad_request(request: Request, exc: BadInput) -> Response:
         return problem(request, 400, str(exc))
 
     @app.get("/healthz", include_in_schema=False)

@@ -206,6 +206,51 @@ class ReportInfo(BaseModel):
     url: str
 
 
+class AsOfFieldOut(BaseModel):
+    """A golden field as the merge log says it stood then: value, the source and rule that set it, and when."""
+
+    field: str
+    value: Any
+    source: str | None
+    rule: str | None
+    logged_at: str
+    run_id: int | None
+    log_id: int
+    actor: str | None = None
+
+
+class AsOfDetail(BaseModel):
+    """A golden record as it stood at `as_of`, rebuilt from the merge log alone (time travel)."""
+
+    id: int
+    type: str
+    as_of: str
+    status: str
+    merged_into: dict[str, Any] | None
+    merged_from: list[dict[str, Any]]
+    merged_later: list[dict[str, Any]]
+    records: list[str]
+    fields: list[AsOfFieldOut]
+    history: list[LogRow]
+    note: str
+
+
+class VerifyOut(BaseModel):
+    """The merge log's hash chain, walked: whether it holds and, if not, the first row that breaks it."""
+
+    ok: bool
+    checked: int = Field(description="Chained rows whose hashes were recomputed.")
+    legacy: int = Field(description="Leading rows written before the chain existed (no hash).")
+    first_id: int | None
+    head_id: int | None = Field(description="The last row walked.")
+    head_hash: str | None
+    anchor: str | None = Field(None, description="The ID:HASH anchor checked on the way, if one was given.")
+    broken_row: int | None = None
+    break_kind: str | None = Field(None, description="altered | deleted | inserted | foreign | order | anchor")
+    message: str | None = None
+    seconds: float
+
+
 class Problem(BaseModel):
     """An error: what went wrong, in one line."""
 

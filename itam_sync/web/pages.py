@@ -21,8 +21,8 @@ from itam_sync.web.service import (
     COLLECTIONS,
     KIND_CHOICES,
     STATUS_FIELD,
+    BadInput,
     ListQuery,
-    NotFound,
     WebService,
 )
 
@@ -61,10 +61,6 @@ class SignIn(Exception):
         super().__init__("sign in")
         self.token = token
         self.target = target
-
-
-class BadRequest(Exception):
-    """A malformed parameter; the message names it."""
 
 
 # -- template helpers ---------------------------------------------------------------------------------
@@ -171,8 +167,8 @@ def _int(request: Request, name: str) -> int | None:
     v = request.query_params.get(name)
     if v is None or v == "":
         return None
-    if not v.isdigit() or len(v) > 18:
-        raise BadRequest(f"{name} must be a whole number, not {v!r}")
+    if not (v.isascii() and v.isdigit()) or len(v) > 18:
+        raise BadInput(f"{name} must be a whole number, not {v!r}")
     return int(v)
 
 
@@ -256,13 +252,21 @@ def build_pages() -> APIRouter:
             page = _service(request).list_entities(etype, query)
             status = STATUS_FIELD.get(etype)
             return render(request, "list.html", nav=coll, collection=coll, etype=etype, title=TITLES[etype],
-                          query=query, page=page, columns=COLUMNS[etype], kinds=KIND_CHOICES.get(etype, ()),
+                          noun=etype.value, query=query, page=page, columns=COLUMNS[etype],
+                          kinds=KIND_CHOICES.get(etype, ()),
                           status_label=status[0].replace("_", " ") if status else None,
                           statuses=status[1] if status else (), sources=_service(request).sources(),
                           search_hint=SEARCH_HINTS[etype])
 
         def entity_page(request: Request, ref: str) -> Response:
             before = _int(request, "before")
+            as_of = request.query_params.get("as_of", "").strip()
+            if as_of:
+                then = _service(request).as_of(etype, ref, as_of)
+                if ref != str(then.id):
+                    return RedirectResponse(f"/{coll}/{then.id}?{urlencode({'as_of': as_of})}", status_code=303)
+                return render(request, "as_of.html", nav=coll, collection=coll, etype=etype, e=then,
+                              as_of_input=as_of)
             detail = _service(request).entity(etype, ref, history_before=before, history_limit=50)
             if ref != str(detail.id):
                 return RedirectResponse(f"/{coll}/{detail.id}", status_code=303)
@@ -295,6 +299,13 @@ def build_pages() -> APIRouter:
     @pages.get("/runs/{run_id}")
     def run(request: Request, run_id: int) -> Response:
         return render(request, "run.html", nav="runs", r=_service(request).run(run_id))
+
+    @pages.get("/audit")
+    def audit(request: Request) -> Response:
+        """Verify the merge log's hash chain on demand (it reads every row)."""
+        p = request.query_params
+        result = _service(request).verify(p.get("anchor") or None) if p.get("verify") == "1" else None
+        return render(request, "audit.html", nav="audit", result=result, anchor=p.get("anchor", ""))
 
     from itam_sync.web.reporting import add_report_pages
 

@@ -24,7 +24,7 @@ from itam_sync.store import Store
 from itam_sync.web.charts import bar_chart
 
 log = logging.getLogger(__name__)
-CACHE_SECONDS = 60.0
+CACHE_SECONDS = 300.0
 
 
 def reports_available() -> bool:
@@ -110,13 +110,23 @@ def chart_for(name: str, rows: list[dict[str, Any]]) -> Chart | None:
     return None
 
 
+@dataclass
+class PreparedReport:
+    """A report result with its rows as dicts and its chart, ready for a page or the API."""
+
+    result: Any  # itam_sync.reports.ReportResult
+    rows: list[dict[str, Any]]
+    chart: Markup | None
+
+
 class ReportRunner:
-    """Runs reports for the web, caching each (name, days) result for CACHE_SECONDS."""
+    """Runs reports for the web and keeps each (name, days) result for CACHE_SECONDS: a report reads every
+    golden record, and golden records change at the pace of sync runs. `fresh` recomputes."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self._cache: dict[tuple[str, int | None], tuple[float, Any]] = {}
+        self._cache: dict[tuple[str, int | None], tuple[float, PreparedReport]] = {}
         self._lock = threading.Lock()
 
     def infos(self) -> list[Any]:
@@ -129,27 +139,30 @@ class ReportRunner:
 
         return get_report(name)
 
-    def run(self, name: str, days: int | None, fresh: bool = False) -> Any:
-        """The ReportResult of `name` (UnknownReport / OperationError for a bad name or days)."""
+    def run(self, name: str, days: int | None, fresh: bool = False) -> PreparedReport:
+        """The prepared report `name` (UnknownReport / OperationError for a bad name or days)."""
         from itam_sync.reports import run_report
 
         key = (name, days)
-        now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and not fresh and now - hit[0] < CACHE_SECONDS:
+        if hit is not None and not fresh and time.monotonic() - hit[0] < CACHE_SECONDS:
             return hit[1]
         t0 = time.perf_counter()
         result = run_report(self.store, self.settings, name, days=days)
-        log.info("report %s (days=%s) took %.2fs", name, days, time.perf_counter() - t0)
+        rows = result.as_dicts()
+        chart = chart_for(name, rows)
+        prepared = PreparedReport(result, rows, chart.svg() if chart else None)
+        log.info("report %s (days=%s): %d rows in %.2fs", name, days, len(rows), time.perf_counter() - t0)
         with self._lock:
-            self._cache[key] = (time.monotonic(), result)
-        return result
+            self._cache[key] = (time.monotonic(), prepared)
+        return prepared
 
 
 def add_report_pages(router: APIRouter) -> None:
     """/reports (the menu) and /reports/{name} (a chart and the table; CSV and JSON links)."""
-    from itam_sync.web.pages import BadRequest, _int, render
+    from itam_sync.web.pages import _int, render
+    from itam_sync.web.service import BadInput
 
     @router.get("/reports")
     def reports_index(request: Request) -> Response:
@@ -166,14 +179,12 @@ def add_report_pages(router: APIRouter) -> None:
         days = _int(request, "days")
         try:
             info = runner.info(name)
-            result = runner.run(name, days)
+            report = runner.run(name, days, fresh=request.query_params.get("fresh") == "1")
         except OperationError as exc:
             if "no report" in str(exc):
                 from itam_sync.web.service import NotFound
 
                 raise NotFound(str(exc)) from None
-            raise BadRequest(str(exc)) from None
-        rows = result.as_dicts()
-        chart = chart_for(name, rows)
-        return render(request, "report.html", nav="reports", info=info, result=result, rows=rows,
-                      chart=chart.svg() if chart else None, days=days)
+            raise BadInput(str(exc)) from None
+        return render(request, "report.html", nav="reports", info=info, result=report.result, rows=report.rows,
+                      chart=report.chart, days=days)

@@ -25,6 +25,8 @@ from itam_sync.operations import OperationError, find_entity
 from itam_sync.settings import Settings
 from itam_sync.store import Store
 from itam_sync.web.models import (
+    AsOfDetail,
+    AsOfFieldOut,
     Competitor,
     ConflictOut,
     ConflictPage,
@@ -39,6 +41,7 @@ from itam_sync.web.models import (
     RunOut,
     RunPage,
     SourceRef,
+    VerifyOut,
 )
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,10 @@ COUNT_CAP = 10_000
 
 class NotFound(Exception):
     """No such entity, run or report; the message says what was asked for."""
+
+
+class BadInput(Exception):
+    """A parameter that cannot be used (a malformed date or anchor); the message says which and why."""
 
 
 @dataclass
@@ -98,13 +105,14 @@ def search_terms(etype: EntityType, q: str) -> dict[str, Any] | None:
     q = q.strip()
     if not q:
         return None
-    terms: dict[str, Any] = {"ids": [int(q)] if q.isdigit() and len(q) < 18 else []}
+    digits = q.isascii() and q.isdigit()
+    terms: dict[str, Any] = {"ids": [int(q)] if digits and len(q) < 18 else []}
     if etype is EntityType.ASSET:
         keys = [f"serial_number:{''.join(q.split()).upper()}", f"instance_id:{q}", f"{WEAK_PREFIX}hostname:{q.lower()}"]
         mac = normalize_mac(q)
         if mac:
             keys.append(f"mac:{mac}")
-        if q.isdigit() and len(q) >= 8:
+        if digits and len(q) >= 8:
             keys.append(f"imei:{q}")
         terms["key_prefixes"] = keys
         terms["field_prefixes"] = [("hostname", q.lower()), ("assigned_to", q.lower())]
@@ -278,6 +286,46 @@ class WebService:
         sources = repo.web_sources_of([r[0] for r in rows])
         conflicted = repo.web_conflicted([r[0] for r in rows])
         return [_summary(eid, "asset", g, s, sources.get(eid, []), eid in conflicted) for eid, g, s in rows]
+
+    def as_of(self, etype: EntityType, ref: str, at: str) -> AsOfDetail:
+        """The record as it stood at `at` (a date means the end of that day), rebuilt from the merge log."""
+        from itam_sync.audit_chain import parse_time
+        from itam_sync.timetravel import explain_as_of
+
+        eid, actual = self.resolve(etype, ref)
+        if actual != etype.value:
+            raise NotFound(f"entity {eid} is {_a(actual)}, not {_a(etype.value)}")
+        try:
+            when = parse_time(at, end_of_day=True)
+            ex = explain_as_of(self.store, str(eid), when, history=200)
+        except OperationError as exc:
+            raise BadInput(str(exc)) from None
+        return AsOfDetail(
+            id=ex.entity_id, type=ex.entity_type, as_of=ex.as_of, status=ex.status, merged_into=ex.merged_into,
+            merged_from=ex.merged_from, merged_later=ex.merged_later, records=ex.records,
+            fields=[AsOfFieldOut(field=f.field, value=f.value, source=f.source, rule=f.rule, logged_at=f.logged_at,
+                                 run_id=f.run_id, log_id=f.log_id, actor=f.actor) for f in ex.fields],
+            history=[LogRow(**h) for h in reversed(ex.history)], note=ex.note)
+
+    def verify(self, anchor: str | None = None) -> VerifyOut:
+        """Walk the merge log's hash chain (every row: seconds on a large store)."""
+        import time
+
+        from itam_sync.audit_chain import parse_anchor, verify_store
+
+        try:
+            parsed = parse_anchor(anchor) if anchor else None
+        except OperationError as exc:
+            raise BadInput(str(exc)) from None
+        t0 = time.perf_counter()
+        res = verify_store(self.store, anchor=parsed)
+        took = time.perf_counter() - t0
+        log.info("merge log verified: ok=%s, %d rows in %.1fs", res.ok, res.checked, took)
+        p = res.problem
+        return VerifyOut(ok=res.ok, checked=res.checked, legacy=res.legacy, first_id=res.first_id,
+                         head_id=res.head_id, head_hash=res.head_hash, anchor=res.anchor,
+                         broken_row=p.row_id if p else None, break_kind=p.kind if p else None,
+                         message=p.message if p else None, seconds=round(took, 3))
 
     # -- conflicts and runs ---------------------------------------------------------------------
     def conflicts(self, status: str | None, after: int | None, limit: int) -> ConflictPage:

@@ -100,3 +100,18 @@ def test_report_formats_list_and_errors(synced, tmp_path: Path) -> None:  # type
     assert result.exit_code == 2 and "takes no --days" in result.output
     result = synced.cli("report")
     assert result.exit_code == 2 and "--list" in result.output
+
+
+@pytest.mark.postgres
+def test_reports_on_postgres_match_sqlite(synced, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    names = ("coverage-gaps", "offboarding", "unowned", "spend", "kpis")
+    on_sqlite = {n: _report(synced, n, "--now", "2029-09-01")["rows"] for n in (*names, "warranty")}
+    synced.config.write_text(synced.config.read_text().replace(f"sqlite:///{synced.db}", postgres_url))
+    assert synced.cli("run", "--full", "-q").exit_code == 0
+    on_pg = {n: _report(synced, n, "--now", "2029-09-01")["rows"] for n in (*names, "warranty")}
+
+    def without_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k not in ("asset_id", "holder_id")} for r in rows]
+
+    assert {n: without_ids(r) for n, r in on_pg.items()} == {n: without_ids(r) for n, r in on_sqlite.items()}
+    assert len(on_pg["warranty"]) == 4 and on_pg["kpis"][0]["value"] == 85.7

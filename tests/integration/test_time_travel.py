@@ -8,6 +8,7 @@ import json
 import sqlite3
 import time
 
+import pytest
 from tests_helpers import golden_by_key  # type: ignore[import-not-found]
 
 
@@ -116,3 +117,27 @@ def test_as_of_before_anything_and_bad_times_are_clear_errors(demo) -> None:  # 
     # A bare date means the end of that day: today's state.
     today = _max_at(demo)[:10]
     assert len(json.loads(demo.cli("export", "--entity", "assets", "--as-of", today).output)) == 10
+
+
+@pytest.mark.postgres
+def test_as_of_on_postgres(demo, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    from itam_sync.store import Store
+
+    demo.config.write_text(demo.config.read_text().replace(f"sqlite:///{demo.db}", postgres_url))
+    assert demo.cli("run", "--full", "-q").exit_code == 0
+    before = json.loads(demo.cli("export", "--entity", "assets").output)
+    pg = Store.open(postgres_url)
+    with pg.begin() as repo:
+        t1 = repo.log_rows(limit=1)[-1]["at"]
+        desktop = repo.entity_by_key("asset", "mac:001b638445e6")
+    pg.close()
+    _next_second()
+    _edit_mdm(demo)
+    assert demo.cli("run", "-q").exit_code == 0
+    assert json.loads(demo.cli("export", "--entity", "assets", "--as-of", t1).output) == before
+    ex = json.loads(demo.cli("explain", "C02FK1ABQ6L4", "--as-of", t1, "--json").output)
+    assert {f["field"]: f["value"] for f in ex["fields"]}["os_version"] == "14.6.1"
+    now = {a["id"] for a in json.loads(demo.cli("export", "--entity", "assets", "--as-of", "2999-01-01").output)}
+    assert desktop in {a["id"] for a in before} and desktop not in now  # merged away since
+    gone = json.loads(demo.cli("explain", str(desktop), "--as-of", "2999-01-01", "--json").output)
+    assert gone["status"] == "merged"

@@ -252,8 +252,9 @@ class SnipeItSink(RecordSink):
                 outcome.skipped.append((r.entity_id, "not in Snipe-IT and `create` is off"))
                 return
             if "model_id" not in want:
-                outcome.failed.append((r.entity_id, "no model for a new asset (set default_model_id, or "
-                                                    "model_category_id so missing models are created)"))
+                # Not the far side's refusal but missing data: wait for a model (or a default_model_id).
+                outcome.skipped.append((r.entity_id, "no model known for a new asset (set default_model_id, or "
+                                                     "model_category_id so missing models are created)"))
                 return
             status_id = want.get("status_id") or self._default_status(outcome)
             if status_id is None:

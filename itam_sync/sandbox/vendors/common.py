@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from itam_sync.sandbox.population import iso
 from itam_sync.sandbox.server import Response, json_response
 
 
@@ -23,17 +24,17 @@ def parse_time(text: str | None) -> float | None:
 
 def iso_ms(ts: float) -> str:
     """2026-11-01T08:00:00.000Z (Okta, Kandji style)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return iso(ts)[:-1] + ".000Z"
 
 
 def iso_us(ts: float) -> str:
     """2026-11-01T08:00:00.000000Z (SentinelOne style)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    return iso(ts)[:-1] + ".000000Z"
 
 
 def iso_offset(ts: float) -> str:
     """2026-11-01T08:00:00+00:00 (BambooHR style)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return iso(ts)[:-1] + "+00:00"
 
 
 def unauthorized(message: str, body: dict[str, object] | None = None) -> Response:

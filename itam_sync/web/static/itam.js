@@ -16,8 +16,8 @@
     input.addEventListener("input", function () {
       clearTimeout(timer);
       timer = setTimeout(function () {
-        var params = new URLSearchParams(new FormData(form));
-        params.delete("after"); params.delete("before");
+        var params = new URLSearchParams();
+        new FormData(form).forEach(function (v, k) { if (v !== "") params.append(k, v); });  // a new search starts at page 1
         var url = form.getAttribute("action") + "?" + params.toString();
         var mine = ++seq;
         document.body.classList.add("loading");

@@ -40,14 +40,19 @@ UNAVAILABLE = ("<Response><Errors><Error><Code>Unavailable</Code><Message>The se
                "</Message></Error></Errors><RequestID>5d0b2d</RequestID></Response>")
 
 
+_CLIENTS: dict[tuple[str, str], Any] = {}  # (account, region) -> ec2 client; creating clients is slow
+
+
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Dummy base credentials (moto's default account 123456789012) and no real config files."""
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",  # seconds per test; no test needs a real AMI
                        "AWS_CONFIG_FILE": str(tmp_path / "none"),
                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():
         monkeypatch.setenv(key, value)
+    _CLIENTS.clear()  # assumed-role keys are only valid inside the mock_aws context that issued them
 
 
 def session_in(account: str) -> boto3.Session:
@@ -58,10 +63,16 @@ def session_in(account: str) -> boto3.Session:
                          aws_session_token=creds["SessionToken"])
 
 
+def ec2_in(account: str, region: str) -> Any:
+    if (account, region) not in _CLIENTS:
+        _CLIENTS[(account, region)] = session_in(account).client("ec2", region_name=region)
+    return _CLIENTS[(account, region)]
+
+
 def launch(account: str, region: str, count: int = 1, name: str | None = None,
            tags: dict[str, str] | None = None) -> list[str]:
     """`count` instances, one reservation each (moto pages describe_instances by reservation)."""
-    ec2 = session_in(account).client("ec2", region_name=region)
+    ec2 = ec2_in(account, region)
     all_tags = {**({"Name": name} if name else {}), **(tags or {})}
     spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()]}]
     ids = []
@@ -73,6 +84,7 @@ def launch(account: str, region: str, count: int = 1, name: str | None = None,
 
 
 def seed() -> dict[tuple[str, str], list[str]]:
+    _CLIENTS.clear()
     return {(A, "eu-north-1"): launch(A, "eu-north-1", 2, name="web-1", tags={"owner": "anna.berg@example.com"}),
             (A, "us-east-1"): launch(A, "us-east-1", 1, name="batch"),
             (B, "eu-north-1"): launch(B, "eu-north-1", 1, name="erp"),
@@ -353,7 +365,7 @@ def test_terminated_instance_is_marked_missing_after_a_complete_run(aws: dict[tu
     settings = settings_for(tmp_path)
     run(settings)
     gone = aws[(B, "us-east-1")][0]
-    session_in(B).client("ec2", region_name="us-east-1").terminate_instances(InstanceIds=[gone])
+    ec2_in(B, "us-east-1").terminate_instances(InstanceIds=[gone])
     result = run(settings, allow_shrink=True)  # 1 of 7 is over the default 10% deletion guard
     assert result.status == "success" and result.counts["_total"]["missing_marked"] == 1
 
