@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import json
 import logging
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import click
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
@@ -51,11 +53,11 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except ConfigError as exc:
             for p in exc.problems:
-                err.print(f"[red]error:[/red] {p}")
+                err.print(f"[red]error:[/red] {escape(p)}")
             sys.exit(2)
         except MappingLoadError as exc:
             for p in getattr(exc, "problems", None) or [str(exc)]:
-                err.print(f"[red]error:[/red] {p}")
+                err.print(f"[red]error:[/red] {escape(p)}")
             sys.exit(2)
         except (OperationError, UnknownConnectorType) as exc:
             err.print(f"[red]error:[/red] {exc}")
@@ -98,7 +100,7 @@ def _store(settings: Settings) -> Store:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="itam-sync")
 @click.option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
-@click.option("--quiet", "-q", is_flag=True, help="Errors only: no progress display, no warnings.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display or run summary; log errors only.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               envvar="ITAM_SYNC_LOG_FORMAT", help="Logs on stderr as text or JSON lines (for log shippers).")
 @click.pass_context
@@ -126,36 +128,98 @@ def validate(config_path: str) -> None:
         try:
             cls = registry.get(c.type)
         except UnknownConnectorType as exc:
-            problems.append(f"{where}: connectors.{i}.type: {exc}")
+            close = difflib.get_close_matches(c.type, registry.names(), n=1)
+            problems.append(f"{where}: connectors.{i}.type: {exc}" + (f" (fix: did you mean {close[0]!r}?)"
+                                                                     if close else ""))
             continue
-        try:
-            cls.settings_model.model_validate(c.settings)
-        except Exception as exc:  # noqa: BLE001 - pydantic errors, reported per key below
-            for e in getattr(exc, "errors", lambda: [])():
-                loc = ("connectors", i, "settings", *e["loc"])
-                line = loaded.lines.get(loc) or loaded.lines.get(("connectors", i, "settings")) or "?"
-                problems.append(f"{config_path}:{line}: {'.'.join(map(str, loc))}: {e['msg']} "
-                                f"(fix: see `itam-sync init` for the {c.type} settings)")
+        problems += _connector_settings_problems(config_path, loaded, i, cls)
         mpath = settings.mapping_path(c, cls.mapping_name())
+        if not mpath.exists():
+            key = ("connectors", i, "mapping") if c.mapping else ("connectors", i, "type")
+            problems.append(f"{config_path}:{loaded.lines.get(key, '?')}: {'.'.join(map(str, key))}: mapping file "
+                            f"{mpath} not found (fix: create it, or set `mapping:` to an existing file)")
+            continue
         try:
             load_mapping(mpath)
         except MappingLoadError as exc:
             problems.extend(getattr(exc, "problems", None) or [str(exc)])
-        except FileNotFoundError:
-            problems.append(f"{where}: connectors.{i}: mapping file {mpath} not found "
-                            f"(fix: create it or set `mapping:`)")
+    problems += _precedence_source_problems(config_path, loaded, registry)
     from itam_sync.sinks.registry import sink_config_problems
 
     problems += sink_config_problems(config_path, loaded)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for w in loaded.warnings:
-        err.print(f"[yellow]warning:[/yellow] {w}")
+        if not any(w.split(": ", 2)[-1] in p for p in problems):  # an error now, not also a warning
+            err.print(f"[yellow]warning:[/yellow] {escape(w)}")
     if problems:
         for p in problems:
-            err.print(f"[red]error:[/red] {p}")
+            err.print(f"[red]error:[/red] {escape(p)}")  # escape: "[a-z]" in a message is not rich markup
         sys.exit(2)
     Console(highlight=False).print(f"[green]ok[/green] {config_path}: {len(settings.connectors)} connectors, "
                                    f"store {settings.store.url}")
+
+
+def _connector_settings_problems(config_path: str, loaded: Any, i: int, cls: Any) -> list[str]:
+    """Problems of one connector's `settings`, validated as they will be at run time: references whose
+    variable or file exists are resolved first (a `${env:URL}/api` must pass a URL check); a key whose
+    reference cannot be resolved here is not judged (the warning about the reference says enough)."""
+    from pydantic import ValidationError
+
+    from itam_sync.settings import resolve_secrets
+
+    conn = loaded.settings.connectors[i]
+    checked: dict[str, Any] = {}
+    unresolved: set[str] = set()
+    secrets: list[str] = []
+    for key, value in conn.settings.items():
+        try:
+            checked[key] = resolve_secrets(value, key)
+        except ConfigError:
+            checked[key], unresolved = value, unresolved | {key}
+            continue
+        if checked[key] != value and isinstance(checked[key], str) and checked[key]:
+            secrets.append(checked[key])
+    try:
+        cls.settings_model.model_validate(checked)
+    except ValidationError as exc:
+        out = []
+        known = list(cls.settings_model.model_fields)
+        for e in exc.errors():
+            if e["loc"] and e["loc"][0] in unresolved:
+                continue
+            loc = ("connectors", i, "settings", *e["loc"])
+            line = loaded.lines.get(loc) or loaded.lines.get(("connectors", i, "settings")) or "?"
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            fix = f"see `itam-sync init` for the {conn.type} settings"
+            if e["type"] == "extra_forbidden":
+                msg = f"unknown {conn.type} setting {str(loc[-1])!r}"
+                close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+                fix = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(known)}"
+            for secret in secrets:  # a validator may quote the value it refused: never a resolved secret
+                msg = msg.replace(secret, "***")
+            out.append(f"{config_path}:{line}: {'.'.join(map(str, loc))}: {msg} (fix: {fix})")
+        return out
+    return []
+
+
+def _precedence_source_problems(config_path: str, loaded: Any, registry: Registry) -> list[str]:
+    """Precedence sources that name nothing at all (no configured connector, no installed connector type):
+    a typo that would silently change which source wins. (Installed types that are not configured yet only
+    warn: a config may rank sources it adds later.)"""
+    from itam_sync.settings import precedence_orders
+
+    s = loaded.settings
+    known = {c.name for c in s.connectors} | {c.type for c in s.connectors} | {"manual"} | set(registry.names())
+    problems = []
+    for loc, order in precedence_orders(s):
+        for src in order:
+            if src not in known:
+                close = difflib.get_close_matches(src, sorted(known), n=1)
+                problems.append(f"{config_path}:{loaded.lines.get(loc, '?')}: {'.'.join(map(str, loc))}: source "
+                                f"{src!r} is not a configured connector name or type"
+                                + (f" (fix: did you mean {close[0]!r}?)" if close else
+                                   " (fix: use a connector instance name, a connector type or `manual`)"))
+    return problems
 
 
 @main.command()
@@ -194,6 +258,7 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
     message naming the holder of its lease; --no-wait reports the holder and exits 1 instead.
     """
     from itam_sync.leases import LeaseInfo
+    from itam_sync.merge.apply import MergeStats
     from itam_sync.runner import ConnectorBusy
 
     flags = click.get_current_context().find_root().obj or {}
@@ -207,6 +272,7 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     results: list[RunResult] = []
     failed: list[str] = []
+    busy: list[str] = []  # being synced by another process (its lease holder)
     # JSON logs share stderr with the progress display: machines get the log lines only.
     show = not quiet and console.is_terminal and flags.get("log_format") != "json"
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
@@ -248,19 +314,24 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
             except ConnectorBusy as exc:
                 console.print(f"[red]busy:[/red] {exc}")
                 failed.append(n)
+                busy.append(n)
             except SyncFailed as exc:
                 console.print(f"[red]error:[/red] {exc}")
                 failed.append(n)
-        # One merge after every connector staged: an entity seen by several sources is merged once.
-        merge_task = progress.add_task("merging golden records", total=None, pages="", waits="")
-        # --no-wait holds for the merge too: a locked store must end the run with an error, not hang it.
-        merged = merge_pending(settings, store, lease_wait=0 if no_wait else None,
-                               on_lease_wait=lambda h: console.print(
-                                   f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
-        progress.update(merge_task, completed=merged.entities)
+        merged = MergeStats()
+        # One merge after every connector staged: an entity seen by several sources is merged once. When every
+        # connector was busy elsewhere this run staged nothing: the process holding them merges.
+        if not (busy and len(busy) == len(names)):
+            merge_task = progress.add_task("merging golden records", total=None, pages="", waits="")
+            # --no-wait holds for the merge too: a locked store must end the run with an error, not hang it.
+            merged = merge_pending(settings, store, lease_wait=0 if no_wait else None,
+                                   on_lease_wait=lambda h: console.print(
+                                       f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
+            progress.update(merge_task, completed=merged.entities)
     # Short headers and a light box keep the table readable in an 80-column terminal.
     table = Table(title=f"sync runs ({'full' if full else 'incremental'})", box=box.SIMPLE_HEAD, show_edge=False,
-                  pad_edge=False, caption="records new, changed (chg), unchanged (same), quarantined, marked missing (gone)")
+                  pad_edge=False,
+                  caption="records new, changed (chg), unchanged (same), quarantined, marked missing (gone)")
     for col in ("connector", "status", "seen", "new", "chg", "same", "quar", "gone", "confl", "secs"):
         table.add_column(col, justify="left" if col in ("connector", "status") else "right", no_wrap=True)
     for r in results:
@@ -270,7 +341,7 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                       *(str(sum(s.get(k, 0) for s in streams)) for k in ("seen", "new", "changed", "unchanged",
                                                                           "quarantined")),
                       str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.1f}")
-    if not quiet:
+    if not quiet and results:
         Console(highlight=False).print(table)
         Console(highlight=False).print(f"merged {merged.entities} entities: {merged.changed_entities} changed, "
                                        f"{merged.log_rows} merge-log rows")

@@ -76,8 +76,9 @@ class LeaseInfo:
         parts = self.holder.rsplit(":", 2)
         return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
-    def expired(self, now: datetime | None = None) -> bool:
-        return self.expires_at < lease_time(now or datetime.now(UTC))
+    def expired(self, now: datetime | None = None, grace: float = 0.0) -> bool:
+        """Past its expiry (by more than `grace` seconds)."""
+        return self.expires_at < lease_time((now or datetime.now(UTC)) - timedelta(seconds=grace))
 
     def on_this_host(self) -> bool:
         return self.host == socket.gethostname()
@@ -128,9 +129,10 @@ class Lease:
                             self.name, current.holder, self.holder, now, exp)):
                         log.info("took over lease %s from %s (that process is gone)", self.name, current.holder)
                         return None
-                elif not current.expired() or (current.on_this_host() and current.pid is not None):
-                    # Held; and an expired lease of a live process on this host is still its own (its renewal
-                    # may just be waiting for SQLite's write lock).
+                elif not current.expired() or (current.on_this_host() and current.pid is not None
+                                               and not current.expired(grace=10 * self.ttl_s)):
+                    # Held; and a recently expired lease of a live process on this host is still its own (its
+                    # renewal may just be waiting for SQLite's write lock). Much later, the pid may be reused.
                     return current
             if self._write(lambda repo, now, exp: repo.lease_acquire(self.name, self.holder, now, exp)):
                 return None

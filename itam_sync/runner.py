@@ -148,6 +148,9 @@ class _Staging:
         # pull in parallel) and `lock()` takes it before the first write.
         self.locked = locked
         self._stale_entities = False
+        # PostgreSQL planner statistics of entity_keys: refreshed as this run's new keys double (see flush).
+        self._new_keys = 0
+        self._analyze_at = 2000
         self.use_pins = repo.has_pins()
         self._ids: list[int] = []
         self._eids: list[int] = []
@@ -216,6 +219,9 @@ class _Staging:
         if not self.resolve:
             return
         self.lock()
+        if repo.pg and self._new_keys >= self._analyze_at:
+            repo.analyze("entity_keys")  # identity lookups probe the key index, not scan every key
+            self._analyze_at = 2 * self._new_keys
         if self._stale_entities:
             fresh = repo.record_entities([r.record_id for r in self.resolve if r.entity_id is not None])
             for r in self.resolve:
@@ -233,6 +239,7 @@ class _Staging:
         repo.insert_records([(*row, entity_of[row[0]]) for row in self.new_rows])
         repo.update_records([(*row[:-1], entity_of[row[-1]], row[-1]) for row in self.upd_rows])
         repo.insert_keys(res.new_keys)
+        self._new_keys += len(res.new_keys)
         etype = {r.record_id: r.entity.value for r in self.resolve}
         log_rows: list[tuple[Any, ...]] = []
         for rid, eid, prev, why in res.links:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SINK_PREFIX = "sink:"  # dispatcher key of a sink's push ("sink:<name>"); connectors are plain names
 REMINDERS = "reminders"  # dispatcher key of the reminder digest
+STARTUP_JITTER_S = 5.0  # catch-up runs at start are spread over at most this
 
 
 def _zone(name: str | None) -> tzinfo | None:
@@ -312,7 +313,9 @@ class ServiceScheduler:
                 if due is None or served(Request(name, full=is_full, due=due)):
                     continue
                 req = Request(name, full=is_full, reason="startup", due=due)
-                self.dispatcher.submit(req, delay=random.uniform(0, sched.jitter(self.settings.service.jitter_s)))
+                # A little jitter only: a worker that just started should show data soon.
+                jitter = min(STARTUP_JITTER_S, sched.jitter(self.settings.service.jitter_s))
+                self.dispatcher.submit(req, delay=random.uniform(0, jitter))
                 queued.append(req)
                 break  # a full catch-up run serves the incremental one too
         return queued

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -389,7 +389,8 @@ class LoadedConfig:
 
 
 def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    out[path] = node.start_mark.line + 1
+    # setdefault: a key's own line wins over its value's (a block value starts on the next line).
+    out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             key = k.value
@@ -410,10 +411,47 @@ def line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | No
 
 def _hint(msg: str, loc: tuple[Any, ...]) -> str:
     if "Extra inputs are not permitted" in msg:
-        return "remove it or check its spelling"
+        known = _known_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1) if loc else []
+        if close:
+            return f"did you mean {close[0]!r}?"
+        return f"remove it; known keys here: {', '.join(known)}" if known else "remove it or check its spelling"
     if "Field required" in msg:
         return "add it"
+    if "should match pattern" in msg and loc and loc[-1] == "name":
+        return "use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit, e.g. hr-export"
     return ""
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the config model allows where `loc` points (for "did you mean" hints)."""
+    model: Any = Settings
+    skip_key = False
+    for part in loc[:-1]:
+        if skip_key or isinstance(part, int):  # a list index, or a free-form key (a field name under fields:)
+            skip_key = False
+            continue
+        info = getattr(model, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        model, skip_key = _model_in(info.annotation)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> tuple[Any, bool]:
+    """(the pydantic model inside `annotation`, whether a dict key comes before it in a location)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    args = get_args(annotation)
+    if get_origin(annotation) is dict and len(args) == 2:
+        return _model_in(args[1])[0], True
+    for arg in args:  # list[X], X | None
+        found, keyed = _model_in(arg)
+        if found is not None:
+            return found, keyed
+    return None, False
 
 
 def format_problem(file: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...], msg: str,
@@ -439,7 +477,10 @@ def load_settings(path: str | Path) -> LoadedConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark else file
-        raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from exc
+        # Where the unclosed bracket or block began is often more useful than where the parser gave up.
+        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        began = f" ({context} that began on line {cmark.line + 1})" if context and cmark else ""
+        raise ConfigError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}{began}"]) from exc
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
         _node_lines(node, (), lines)
@@ -454,6 +495,8 @@ def load_settings(path: str | Path) -> LoadedConfig:
         for err in exc.errors():
             loc = tuple(err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown key {str(loc[-1])!r}"
             problems.append(format_problem(file, lines, loc, msg, _hint(err["msg"], loc)))
         raise ConfigError(problems) from None
     settings.source_path = file
@@ -480,30 +523,30 @@ def _semantic_problems(loaded: LoadedConfig, file: str) -> list[str]:
     sources = seen | {"manual"} | {c.type for c in s.connectors}
     for ent in EntityType:
         prec = s.precedence.for_entity(ent)
-        for fname, rule in prec.fields.items():
+        for fname in prec.fields:
             if fname not in FIELDS[ent]:
                 close = difflib.get_close_matches(fname, FIELDS[ent], n=3)
                 hint = f"did you mean {', '.join(close)}?" if close else f"known fields: {', '.join(FIELDS[ent])}"
                 problems.append(format_problem(file, lines, ("precedence", ent.value, "fields", fname),
                                                f"unknown {ent.value} field {fname!r}", hint))
-            for src in rule.order or []:
-                if src not in sources:
-                    loaded.warnings.append(format_problem(
-                        file, lines, ("precedence", ent.value, "fields", fname, "order"),
-                        f"source {src!r} is not a configured connector name or type"))
-    for src in s.precedence.default:
-        if src not in sources:
-            loaded.warnings.append(format_problem(file, lines, ("precedence", "default"),
-                                                  f"source {src!r} is not a configured connector name or type"))
+    for loc, order in precedence_orders(s):
+        for src in order:
+            if src not in sources:
+                loaded.warnings.append(format_problem(file, lines, loc,
+                                                      f"source {src!r} is not a configured connector name or type"))
+        # A source listed twice ranks both above and below the ones between: the order contradicts itself.
+        for src in sorted({x for x in order if order.count(x) > 1}):
+            at = [str(n + 1) for n, x in enumerate(order) if x == src]
+            problems.append(format_problem(file, lines, loc, f"circular precedence: source {src!r} is listed "
+                                           f"{len(at)} times (positions {', '.join(at)})", "list each source once"))
     for i, c in enumerate(s.connectors):
-        for ref_kind, ref in _secret_refs(c.settings):
+        for path, ref_kind, ref in _secret_refs_at(c.settings, ()):
+            loc = ("connectors", i, "settings", *path)
             if ref_kind == "env" and ref not in os.environ:
                 loaded.warnings.append(format_problem(
-                    file, lines, ("connectors", i, "settings"),
-                    f"environment variable {ref} is not set (needed at run time)"))
+                    file, lines, loc, f"environment variable {ref} is not set (needed at run time)"))
             elif ref_kind == "file" and not Path(ref).exists():
-                loaded.warnings.append(format_problem(
-                    file, lines, ("connectors", i, "settings"), f"secret file {ref} does not exist"))
+                loaded.warnings.append(format_problem(file, lines, loc, f"secret file {ref} does not exist"))
     problems += _publishing_problems(loaded, file)
     return problems
 
@@ -543,6 +586,28 @@ def _publishing_problems(loaded: LoadedConfig, file: str) -> list[str]:
             problems.append(format_problem(file, lines, ("reminders", "rules", i),
                                            f"rule {r.name!r} ({r.type}) needs `days`", "add e.g. days: 30"))
     return problems
+
+
+def precedence_orders(s: Settings) -> list[tuple[tuple[Any, ...], list[str]]]:
+    """Every source order in the precedence section, with its location in the config."""
+    out: list[tuple[tuple[Any, ...], list[str]]] = [(("precedence", "default"), s.precedence.default)]
+    for ent in EntityType:
+        prec = s.precedence.for_entity(ent)
+        if prec.default:
+            out.append((("precedence", ent.value, "default"), prec.default))
+        out += [(("precedence", ent.value, "fields", f, "order"), r.order) for f, r in prec.fields.items() if r.order]
+    return out
+
+
+def _secret_refs_at(value: Any, path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str, str]]:
+    """(location, kind, reference) of every secret reference in `value`."""
+    if isinstance(value, str):
+        return [(path, m.group(1), m.group(2)) for m in SECRET_REF.finditer(value)]
+    if isinstance(value, dict):
+        return [r for k, v in value.items() for r in _secret_refs_at(v, (*path, k))]
+    if isinstance(value, list):
+        return [r for i, v in enumerate(value) for r in _secret_refs_at(v, (*path, i))]
+    return []
 
 
 def _secret_refs(value: Any) -> list[tuple[str, str]]:

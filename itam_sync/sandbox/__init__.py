@@ -33,9 +33,9 @@ import requests
 
 from itam_sync.sandbox.faults import FaultSpec, FaultSpecError
 from itam_sync.sandbox.population import Population
+from itam_sync.sandbox.routes import PREFIXES, build_router
 from itam_sync.sandbox.server import Request, Response, Router, Sandbox, SandboxServer, json_response
 from itam_sync.sandbox.tls import make_tls_files
-from itam_sync.sandbox.vendors import PREFIXES, build_router
 
 log = logging.getLogger(__name__)
 SECRET_ENV = "ITAM_SANDBOX_SECRET"

@@ -177,6 +177,7 @@ class Population:
     devices: list[Device] = field(default_factory=list)
     version: int = 0
     kinds: list[bool] = field(default_factory=list)  # content_only flag of advance 1, 2, ...
+    epoch: int = 0  # bumped on every change: caches of derived listings key on it (versions can repeat)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self) -> None:
@@ -217,6 +218,7 @@ class Population:
         self.person_rev, self.person_mod, self.person_term = [0] * np_, [0] * np_, [0] * np_
         self.dev_created, self.person_created = [0] * nd, [0] * np_
         self.version = 0
+        self.epoch += 1
         for v in range(1, version + 1):
             self._apply(v)
 
@@ -254,6 +256,7 @@ class Population:
             for i in rng.sample(old, max(1, self.n_devices // 500)):
                 self.dev_removed[i] = v
         self.version = v
+        self.epoch += 1
 
     # -- per-record state ---------------------------------------------------------------------------
     def device_live(self, i: int) -> bool:

@@ -177,8 +177,8 @@ class Sandbox:
         return min(size, self.max_page) if self.max_page else size
 
     def cached(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
-        """A listing (or any derived data) for the current population version, built once."""
-        full = (self.population.version, *key)
+        """A listing (or any derived data) for the current state of the population, built once."""
+        full = (self.population.epoch, *key)
         with self._lock:
             if full in self._cache:
                 self._cache.move_to_end(full)

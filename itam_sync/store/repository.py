@@ -330,6 +330,10 @@ class Repository:
             return
         head = self._log_head if self._log_head is not None else self._read_log_head()
         chained, self._log_head = chain_rows(head, rows)
+        if self.pg:  # COPY: the merge log is the largest insert of a run, and COPY is far faster than executemany
+            self.copy_rows("merge_log", ("run_id", "at", "entity_type", "entity_id", "action", "field", "old_value",
+                                         "new_value", "source", "rule", "actor", "prev_hash", "row_hash"), chained)
+            return
         self._many("INSERT INTO merge_log (run_id, at, entity_type, entity_id, action, field, old_value, new_value, "
                    "source, rule, actor, prev_hash, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    chained)
@@ -781,6 +785,22 @@ class Repository:
         hash chain)."""
         if self.pg:
             self._exec("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """PostgreSQL: bulk-insert `rows` with COPY on this transaction's connection (psycopg 3)."""
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def analyze(self, table: str) -> None:
+        """PostgreSQL: refresh the planner's statistics of `table` (seeing this transaction's own rows too).
+
+        A first sync inserts most of entity_keys inside one transaction, which autovacuum cannot see: the planner
+        keeps believing the table is tiny and answers each identity lookup (`owners`) by scanning every key of
+        the entity type, O(n) per batch. Fresh statistics make it probe the primary key instead."""
+        if self.pg and table in ("entity_keys", "source_records", "entities"):
+            self._exec(f"ANALYZE {table}")
 
     def record_entities(self, record_ids: Iterable[int]) -> dict[int, int | None]:
         """record id -> its entity now (a run that read its index before taking the writer lock re-reads it)."""

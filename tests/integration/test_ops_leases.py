@@ -82,7 +82,9 @@ def test_expired_lease_of_a_live_process_on_this_host_is_not_stolen(store: Store
     alive.acquire(wait=0)
     time.sleep(0.2)
     with pytest.raises(LeaseBusy):
-        Lease(store, "connector:x", 30).acquire(wait=0)
+        Lease(store, "connector:x", 0.1).acquire(wait=0)
+    time.sleep(1.0)  # expired for over 10 times its time to live: not renewing, whatever holds that pid now
+    Lease(store, "connector:x", 0.1).acquire(wait=0)
 
 
 def test_renewal_keeps_a_short_lease(store: Store) -> None:

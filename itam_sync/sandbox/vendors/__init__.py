@@ -2,22 +2,5 @@
 
 Every module speaks its API as the connector in connectors/<name>/ calls it (paths, auth, paging, filters,
 rate-limit headers) and renders records from the shared `Population` in that vendor's shapes and spellings.
+`itam_sync.sandbox.routes` puts them together.
 """
-
-from __future__ import annotations
-
-from itam_sync.sandbox.server import Router
-from itam_sync.sandbox.vendors import bamboohr, crowdstrike, jamf, kandji, microsoft, okta, sentinelone
-
-# Path prefix of each vendor family on the sandbox (the connectors' base URLs point here).
-PREFIXES = {"okta": "/okta", "graph": "/graph", "login": "/login", "defender": "/defender",
-            "crowdstrike": "/crowdstrike", "jamf": "/jamf", "sentinelone": "/s1", "kandji": "/kandji",
-            "bamboohr": "/bamboohr/api/gateway.php/sandbox"}
-
-
-def build_router() -> Router:
-    """A router with every vendor's routes."""
-    router = Router()
-    for module in (okta, microsoft, crowdstrike, jamf, sentinelone, kandji, bamboohr):
-        module.register(router)
-    return router
