@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DB ?= demo.db
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo demo-sandbox test lint bench clean
 
 $(BIN)/itam-sync: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ demo: venv
 	$(BIN)/itam-sync run --config config/demo.yaml --full
 	$(BIN)/itam-sync summary --config config/demo.yaml
 
+# The real API connectors (Okta, Entra, Intune, Defender, Jamf, Kandji, CrowdStrike, SentinelOne, BambooHR)
+# against `itam-sync sandbox`: fake vendor APIs on 127.0.0.1, no credentials needed. Store: sandbox.db.
+demo-sandbox: venv
+	rm -f sandbox.db sandbox.db-wal sandbox.db-shm
+	$(BIN)/itam-sync sandbox --devices 500 --port-base 0 -- sh -c \
+		'$(BIN)/itam-sync run --config config/sandbox.yaml --full && $(BIN)/itam-sync summary --config config/sandbox.yaml'
+
 test: venv
 	$(BIN)/python -m pytest
 
@@ -30,4 +37,4 @@ bench: venv
 	$(BIN)/python bench/bench_merge.py --devices 25000
 
 clean:
-	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm .pytest_cache
+	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm sandbox.db sandbox.db-wal sandbox.db-shm .pytest_cache

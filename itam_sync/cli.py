@@ -177,8 +177,8 @@ def _connector_settings_problems(config_path: str, loaded: Any, i: int, cls: Any
         except ConfigError:
             checked[key], unresolved = value, unresolved | {key}
             continue
-        if checked[key] != value and isinstance(checked[key], str) and checked[key]:
-            secrets.append(checked[key])
+        if checked[key] != value and isinstance(checked[key], str) and len(checked[key]) >= 6:
+            secrets.append(checked[key])  # (masking shorter values would garble the message, not protect)
     try:
         cls.settings_model.model_validate(checked)
     except ValidationError as exc:
@@ -258,7 +258,6 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
     message naming the holder of its lease; --no-wait reports the holder and exits 1 instead.
     """
     from itam_sync.leases import LeaseInfo
-    from itam_sync.merge.apply import MergeStats
     from itam_sync.runner import ConnectorBusy
 
     flags = click.get_current_context().find_root().obj or {}
@@ -272,7 +271,6 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     results: list[RunResult] = []
     failed: list[str] = []
-    busy: list[str] = []  # being synced by another process (its lease holder)
     # JSON logs share stderr with the progress display: machines get the log lines only.
     show = not quiet and console.is_terminal and flags.get("log_format") != "json"
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
@@ -314,20 +312,16 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
             except ConnectorBusy as exc:
                 console.print(f"[red]busy:[/red] {exc}")
                 failed.append(n)
-                busy.append(n)
             except SyncFailed as exc:
                 console.print(f"[red]error:[/red] {exc}")
                 failed.append(n)
-        merged = MergeStats()
-        # One merge after every connector staged: an entity seen by several sources is merged once. When every
-        # connector was busy elsewhere this run staged nothing: the process holding them merges.
-        if not (busy and len(busy) == len(names)):
-            merge_task = progress.add_task("merging golden records", total=None, pages="", waits="")
-            # --no-wait holds for the merge too: a locked store must end the run with an error, not hang it.
-            merged = merge_pending(settings, store, lease_wait=0 if no_wait else None,
-                                   on_lease_wait=lambda h: console.print(
-                                       f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
-            progress.update(merge_task, completed=merged.entities)
+        # One merge after every connector staged: an entity seen by several sources is merged once.
+        merge_task = progress.add_task("merging golden records", total=None, pages="", waits="")
+        # --no-wait holds for the merge too: a locked store must end the run with an error, not hang it.
+        merged = merge_pending(settings, store, lease_wait=0 if no_wait else None,
+                               on_lease_wait=lambda h: console.print(
+                                   f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
+        progress.update(merge_task, completed=merged.entities)
     # Short headers and a light box keep the table readable in an 80-column terminal.
     table = Table(title=f"sync runs ({'full' if full else 'incremental'})", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False,

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
               help="How many devices the vendors describe.")
 @click.option("--people", default=None, type=click.IntRange(1, 2_000_000),
               help="How many people (default: two thirds of --devices).")
-@click.option("--port-base", default=8765, show_default=True, type=click.IntRange(0, 65534),
+@click.option("--port-base", default=8780, show_default=True, type=click.IntRange(0, 65534),
               help="HTTP on this port, HTTPS (Microsoft login) on the next; 0 picks free ports.")
 @click.option("--tls-port", default=None, type=click.IntRange(0, 65535), help="HTTPS port (default: port base + 1).")
 @click.option("--seed", default=1, show_default=True, help="Population seed: same seed, same records.")

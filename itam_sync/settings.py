@@ -571,6 +571,13 @@ def _publishing_problems(loaded: LoadedConfig, file: str) -> list[str]:
                 loaded.warnings.append(format_problem(file, lines, ("sinks", i, "settings"),
                                                       f"environment variable {ref} is not set (needed at run time)"))
     rem = s.reminders
+    refs = {("reminders", "delivery", "slack_webhook"): rem.delivery.slack_webhook,
+            ("reminders", "delivery", "smtp", "password"): rem.delivery.smtp.password if rem.delivery.smtp else None}
+    for loc, value in refs.items():
+        for ref_kind, ref in _secret_refs(value):
+            if ref_kind == "env" and ref not in os.environ:
+                loaded.warnings.append(format_problem(file, lines, loc,
+                                                      f"environment variable {ref} is not set (needed at run time)"))
     if rem.rules and rem.delivery.smtp is None and rem.delivery.slack_webhook is None:
         problems.append(format_problem(file, lines, ("reminders", "delivery"),
                                        "reminder rules are configured but no delivery",

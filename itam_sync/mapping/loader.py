@@ -377,8 +377,11 @@ def load_mapping_text(text: str, source_name: str = "<mapping>") -> Mapping:
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             line = f":{mark.line + 1}" if mark is not None else ""
+            # Where an unclosed bracket or block began is often more useful than where the parser gave up.
+            began = (f"; {e.context} that began on line {e.context_mark.line + 1}"
+                     if e.problem and e.context and e.context_mark is not None else "")
             raise MappingLoadError(source_name, [
-                f"{source_name}{line}: not valid YAML: {e.problem or e.context} "
+                f"{source_name}{line}: not valid YAML: {e.problem or e.context}{began} "
                 "(check indentation and quote expressions containing ':', '{', '[' or '&')"]) from e
         except yaml.YAMLError as e:
             raise MappingLoadError(source_name, [f"{source_name}: not valid YAML: {e}"]) from e

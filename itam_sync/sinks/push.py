@@ -117,7 +117,7 @@ def push_sink(settings: Settings, name: str, *, store: Store | None = None, regi
     lease: Lease | None = None
     try:
         if not dry_run:
-            # One push of a sink at a time, across processes and hosts (the lease outlives no dead holder).
+            # One push of a sink at a time, across processes and hosts; a dead holder's lease expires.
             lease = Lease(store, sink_lease(name), LEASE_TTL_S)
             try:
                 lease.acquire(wait=0)

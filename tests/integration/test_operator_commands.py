@@ -163,7 +163,7 @@ def test_validate_reports_every_problem_with_file_line_and_hint(tmp_path) -> Non
     result = CliRunner().invoke(main, ["validate", "--config", str(cfg)])
     assert result.exit_code == 2
     out = result.output
-    assert f"{cfg}:9: connectors.1.enabld: Extra inputs are not permitted (fix: remove it or check its spelling)" in out
+    assert f"{cfg}:9: connectors.1.enabld: unknown key 'enabld' (fix: did you mean 'enabled'?)" in out
     result2 = CliRunner().invoke(main, ["validate", "--config", str(cfg.with_name("ok.yaml"))])
     assert result2.exit_code == 2 and "cannot read config" in result2.output
     cfg.write_text(cfg.read_text().replace("    enabld: true\n", ""))

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,26 @@ def _config(tmp: Path, data: Path, grace: float) -> Path:
     return path
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_workers() -> Iterator[None]:
+    """A failed assertion must not leave a worker running."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _serve(config: Path, port: int) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([*CLI, "serve", "-c", str(config), "--port", str(port)],
+    proc = subprocess.Popen([*CLI, "serve", "-c", str(config), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    _STARTED.append(proc)
+    return proc
 
 
 def _wait_running(port: int, proc: subprocess.Popen[str], timeout: float = 30) -> dict[str, Any]:

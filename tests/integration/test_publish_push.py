@@ -213,12 +213,21 @@ def test_records_the_far_side_refuses_are_retried_by_the_next_push(demo, far: Fa
 
 def test_disabled_and_unknown_sinks_are_clear_errors(demo, far: Far,  # type: ignore[no-untyped-def]
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from itam_sync.cli import main
+
     configure(demo, far, monkeypatch)
     result = demo.cli("push", "--sink", "nope")
     assert result.exit_code == 2
     assert "no sink named 'nope' in the config (configured: cmdb, snipe, hook)" in result.output
-    listing = demo.cli("sinks")
-    assert listing.exit_code == 0 or "sinks" in listing.output
+    demo.config.write_text(demo.config.read_text().replace("  - name: hook\n", "  - name: hook\n    enabled: false\n"))
+    disabled = demo.cli("push", "--sink", "hook")
+    assert disabled.exit_code == 1
+    assert "sink 'hook' is disabled in the config (set enabled: true to push it)" in disabled.output
+    listing = CliRunner().invoke(main, ["sinks"])
+    assert listing.exit_code == 0
+    assert [line.split()[0] for line in listing.output.splitlines()][:3] == ["servicenow", "snipeit", "webhook"]
 
 
 @pytest.mark.postgres

@@ -37,6 +37,7 @@ from itam_sync import sandbox
 
 KILLS = 24
 SEED = 20261126
+SLOW = "slow:1@0.01s"  # every answer 10 ms late: runs outlast start-up, so most kills land inside one
 
 
 def _run(config: Path) -> subprocess.Popen[bytes]:
@@ -70,9 +71,10 @@ def test_sigkill_at_random_points_keeps_state_and_converges(sbx: sandbox.Sandbox
     ref_settings = settings_of(ref_config)
     keys = {n: {r[:2] + r[3:] for r in s.records} for n, s in baseline.snapshot.items()}
 
-    # When a run starts writing and how long it takes here, to spread the kill points over the run.
+    # When a run starts writing and how long it takes here (answers slowed), to spread the kill points.
     sbx.advance(content_only=True)
     assert set(sync_all(ref_settings).values()) == {"success"}
+    sbx.set_faults(SLOW)
     t0 = time.perf_counter()
     proc, started = _run(config), None
     while proc.poll() is None:
@@ -86,10 +88,12 @@ def test_sigkill_at_random_points_keeps_state_and_converges(sbx: sandbox.Sandbox
     left_running = 0
     for _ in range(KILLS):
         version = sbx.advance(content_only=True)
+        sbx.set_faults("")
         assert set(sync_all(ref_settings).values()) == {"success"}
         expected = snapshot(ref_db)
         before = snapshot(db)
         before_export = export(config)
+        sbx.set_faults(SLOW)
         proc = _run(config)
         if len(kills) % 6 == 5:  # now and then during start-up (config, migrations, leases)
             time.sleep(rng.uniform(0, started))
@@ -97,7 +101,7 @@ def test_sigkill_at_random_points_keeps_state_and_converges(sbx: sandbox.Sandbox
             deadline = time.perf_counter() + 60
             while not _running(db, proc.pid) and proc.poll() is None and time.perf_counter() < deadline:
                 time.sleep(0.005)
-            time.sleep(rng.uniform(0, took - started))
+            time.sleep(rng.uniform(0, 0.9 * (took - started)))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         kills.append(_killed_mid_run(db, proc.pid))
@@ -115,6 +119,7 @@ def test_sigkill_at_random_points_keeps_state_and_converges(sbx: sandbox.Sandbox
     assert sum(kills) >= KILLS // 2, f"only {sum(kills)} of {KILLS} kills landed inside a run"
 
     # The next run completes, records the killed runs as interrupted, and converges.
+    sbx.set_faults("")
     assert set(sync_all(settings_of(config)).values()) == {"success"}
     with sqlite3.connect(db) as conn:
         statuses = dict(conn.execute("SELECT status, count(*) FROM sync_runs GROUP BY status").fetchall())

@@ -4,7 +4,7 @@ Either way `itam-sync run` ends with a clear error line (no traceback as the las
 the store is intact: integrity check passes, nothing a failed run touched changed, and the next run (lock
 released, space back) converges to the fault-free state.
 
-The busy timeout comes from the store URL (`sqlite:///itam.db?timeout=1`; default 60 s). The full disk is a
+The busy timeout comes from the store URL (`sqlite:///itam.db?timeout=0.3` here; default 60 s). The full disk is a
 file size limit (RLIMIT_FSIZE, set in the child before exec, with SIGXFSZ ignored so writes fail with EFBIG
 instead of killing the process): SQLite cannot grow its write-ahead log past it.
 """
@@ -50,7 +50,7 @@ def test_locked_store_gives_a_clear_error_and_changes_nothing(sbx: sandbox.Sandb
                                                               reference: StoreState, tmp_path: Path) -> None:
     db = tmp_path / "itam.db"
     copy_db(baseline.db, db)
-    config = write_config(tmp_path / "itam-sync.yaml", db, busy_timeout=1)
+    config = write_config(tmp_path / "itam-sync.yaml", db, busy_timeout=0.3)
     sbx.set_version(1)
     before, before_export = snapshot(db), export(config)
     holder = sqlite3.connect(db, isolation_level=None)
@@ -89,7 +89,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_store_intact(sbx: sandbox.S
     copy_db(baseline.db, db)
     config = write_config(tmp_path / "itam-sync.yaml", db)
     sbx.set_version(1)
-    before, before_export = snapshot(db), export(config)
+    before = snapshot(db)
     result = _itam("run", "-c", str(config), "--full", "-q", "--no-wait", preexec_fn=_file_size_limit(96 * 1024))
     assert result.returncode == 1, result.stderr
     lines = _error_lines(result.stderr)

@@ -76,11 +76,13 @@ def _money_digits(v: Any) -> str:
 
 
 def _months(start: str, end: str) -> int | None:
+    """Warranty length in whole months from the purchase date to the last day of cover (Snipe-IT adds the
+    months to the purchase date): 2023-03-02 .. 2026-03-01 is 36. Rounded, so a day either way is the same."""
     try:
         a, b = date.fromisoformat(start[:10]), date.fromisoformat(end[:10])
     except ValueError:
         return None
-    months = (b.year - a.year) * 12 + (b.month - a.month) + (1 if b.day >= a.day else 0)
+    months = round(((b - a).days + 1) / 30.4375)  # the average month: 365.25 / 12
     return months if months > 0 else None
 
 
