@@ -131,7 +131,7 @@ def main() -> None:
         sb.advance()
         change, change_merge_s = sync_pass(settings, store, registry, sb, full=False)
         status = sb.status()
-        sandbox_rss = _rss_mb(sb._process.pid) if sb._process else 0.0
+        sandbox_rss = _rss_mb(sb.pid)
         store.close()
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     records = sum(int(v["records"]) for v in full.values())

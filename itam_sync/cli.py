@@ -804,9 +804,14 @@ def quarantine(config_path: str, run_id: int | None, limit: int) -> None:
 def connectors_cmd() -> None:
     """List the installed connector types."""
     reg = Registry()
-    for name in reg.names():
+    echo_plugins(reg.names(), lambda name: reg.get(name).description)
+
+
+def echo_plugins(names: list[str], describe: Callable[[str], str]) -> None:
+    """One line per installed plugin (connector or sink type): its name and description."""
+    for name in names:
         try:
-            desc = reg.get(name).description
+            desc = describe(name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
             desc = f"(cannot load: {exc})"
         click.echo(f"{name:20} {desc}")

@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from itam_sync.cli import _settings, _store, config_option, handle_errors
+from itam_sync.cli import _settings, _store, config_option, echo_plugins, handle_errors
 from itam_sync.events import follow_events, iter_events, resume_file
 from itam_sync.operations import OperationError
 from itam_sync.settings import ConfigError
@@ -196,12 +196,7 @@ def remind(config_path: str, dry_run: bool, as_of: str | None) -> None:
 def sinks_cmd() -> None:
     """List the installed sink types."""
     reg = SinkRegistry()
-    for name in reg.names():
-        try:
-            desc = reg.get(name).description
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not hide the others
-            desc = f"(cannot load: {exc})"
-        click.echo(f"{name:20} {desc}")
+    echo_plugins(reg.names(), lambda name: reg.get(name).description)
 
 
 COMMANDS = (push, events, remind, sinks_cmd)

@@ -41,6 +41,7 @@ def sandbox(devices: int, people: int | None, port_base: int, tls_port: int | No
     With COMMAND (after `--`), run it with the sandbox's environment (ITAM_SANDBOX_URL, ITAM_SANDBOX_TLS_URL,
     REQUESTS_CA_BUNDLE, ITAM_SANDBOX_SECRET) and stop when it ends, exiting with its status:
 
+    \b
         itam-sync sandbox --port-base 0 -- itam-sync run -c config/sandbox.yaml --full
     """
     from itam_sync import sandbox as sb_module

@@ -61,6 +61,11 @@ class SandboxHandle:
     _own_workdir: bool = False
     _session: requests.Session = field(default_factory=requests.Session)
 
+    @property
+    def pid(self) -> int:
+        """The process serving the sandbox (this one unless started with process=True)."""
+        return self._process.pid if self._process is not None else os.getpid()
+
     def urls(self) -> dict[str, str]:
         """Base URL per vendor family, as the connectors' settings want them."""
         out = {name: self.url + prefix for name, prefix in PREFIXES.items()}

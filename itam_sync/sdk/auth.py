@@ -58,6 +58,19 @@ class BasicAuth(HTTPBasicAuth):
         return f"{type(self).__name__}(username={self.username!r}, password=***)"
 
 
+def check_token_response(response: requests.Response, url: str, refused: str) -> None:
+    """Raise for a token endpoint answer that is not a success: waits and transient errors go to the HTTP
+    layer's retries; anything else is a config error with the `refused` message."""
+    decision = classify(response)
+    if decision.action is Action.WAIT:
+        raise RateLimitedError(f"token endpoint: {decision.message}", wait=decision.wait,
+                               status=response.status_code, url=url)
+    if decision.action is Action.RETRY:
+        raise TransientError(f"token endpoint: {decision.message}", status=response.status_code, url=url)
+    if decision.action is not Action.OK:
+        raise HttpError(refused, status=response.status_code, url=url, kind="config")
+
+
 class CachedTokenAuth(AuthBase):
     """Base of token auths: fetch a token, reuse it until shortly before expiry, refetch on `invalidate()`.
 
@@ -167,16 +180,8 @@ class OAuth2ClientCredentials(CachedTokenAuth):
         response = self._session.post(self.token_url, data=form, auth=basic, timeout=self._timeout,
                                       headers={"Accept": "application/json"})
         url = redact_url(self.token_url)
-        decision = classify(response)
-        if decision.action is Action.WAIT:
-            raise RateLimitedError(f"token endpoint: {decision.message}", wait=decision.wait,
-                                   status=response.status_code, url=url)
-        if decision.action is Action.RETRY:
-            raise TransientError(f"token endpoint: {decision.message}", status=response.status_code, url=url)
-        if decision.action is not Action.OK:
-            raise HttpError(f"token request for client {self.client_id!r} refused ({response.status_code} "
-                            f"{_oauth_error(response)}); {self.refused_hint}",
-                            status=response.status_code, url=url, kind="config")
+        check_token_response(response, url, f"token request for client {self.client_id!r} refused "
+                                            f"({response.status_code} {_oauth_error(response)}); {self.refused_hint}")
         try:
             body: Any = response.json()
             token, expires_in = body["access_token"], body.get("expires_in")
@@ -257,16 +262,8 @@ class BasicTokenAuth(CachedTokenAuth):
         response = self._session.post(self.token_url, auth=HTTPBasicAuth(self.username, self._password),
                                       timeout=self._timeout, headers={"Accept": "application/json"})
         url = redact_url(self.token_url)
-        decision = classify(response)
-        if decision.action is Action.WAIT:
-            raise RateLimitedError(f"token endpoint: {decision.message}", wait=decision.wait,
-                                   status=response.status_code, url=url)
-        if decision.action is Action.RETRY:
-            raise TransientError(f"token endpoint: {decision.message}", status=response.status_code, url=url)
-        if decision.action is not Action.OK:
-            raise HttpError(f"token request for user {self.username!r} refused ({response.status_code}); "
-                            "check the token URL, username and password", status=response.status_code,
-                            url=url, kind="config")
+        check_token_response(response, url, f"token request for user {self.username!r} refused "
+                                            f"({response.status_code}); check the token URL, username and password")
         try:
             body: Any = response.json()
         except ValueError:
