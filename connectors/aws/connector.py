@@ -166,6 +166,11 @@ class AwsConnector(Connector):
 
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         super().__init__(name, settings)
+        # botocore's DEBUG log prints request bodies (an AssumeRole ExternalId, say): never let `-vv` or a
+        # DEBUG root logger put a secret in the logs.
+        for noisy in ("botocore", "boto3", "s3transfer"):
+            logger = logging.getLogger(noisy)
+            logger.setLevel(max(logging.INFO, logger.level))
         s = self.settings
         self.config = Config(retries={"mode": s.retry_mode, "total_max_attempts": s.max_attempts},
                              connect_timeout=min(s.timeout, 10), read_timeout=s.timeout,

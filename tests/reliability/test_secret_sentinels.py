@@ -170,10 +170,7 @@ def _cli(config: Path, *args: str) -> str:
 
 
 # Known leaks, owned elsewhere: the test documents them (strict xfail) until their owners fix them.
-KNOWN_LEAKS: dict[str, str] = {
-    "aws": "botocore's DEBUG log prints the AssumeRole request body with the ExternalId (and `-vv` turns "
-           "DEBUG on for every logger): connectors/aws should keep the botocore logger above DEBUG",
-}
+KNOWN_LEAKS: dict[str, str] = {}
 
 
 @dataclass
