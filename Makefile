@@ -14,10 +14,14 @@ $(BIN)/itam-sync: pyproject.toml
 
 venv: $(BIN)/itam-sync
 
+# The file demo (demo.db), then the real API connectors against the local vendor sandbox (sandbox.db).
 demo: venv
 	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	$(BIN)/itam-sync run --config config/demo.yaml --full
 	$(BIN)/itam-sync summary --config config/demo.yaml
+	@echo
+	@echo "== the same engine through the real API connectors, against itam-sync sandbox (sandbox.db) =="
+	$(MAKE) --no-print-directory demo-sandbox
 
 # The real API connectors (Okta, Entra, Intune, Defender, Jamf, Kandji, CrowdStrike, SentinelOne, BambooHR)
 # against `itam-sync sandbox`: fake vendor APIs on 127.0.0.1, no credentials needed. Store: sandbox.db.
