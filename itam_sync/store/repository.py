@@ -154,6 +154,9 @@ class Repository:
                 tuple(chunk)).fetchall()]
             self._exec(f"UPDATE source_records SET missing=?, missing_since=? WHERE id IN ({marks})",
                        (True, at, *chunk))
+            # A record the source no longer has cannot be in conflict any more (a re-imaged host's old agent).
+            self._exec(f"UPDATE conflicts SET status='resolved' WHERE status='open' AND record_id IN ({marks})",
+                       tuple(chunk))
         return entity_ids
 
     def quarantine(self, rows: list[tuple[Any, ...]]) -> None:
@@ -212,7 +215,7 @@ class Repository:
         """rows: (run_id, entity_type, record_id, key, entity_id, other_entity_id, reason, at)."""
         self._many("INSERT INTO conflicts (run_id, entity_type, record_id, key, entity_id, other_entity_id, reason, "
                    "status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?) "
-                   "ON CONFLICT (record_id, key, other_entity_id) DO NOTHING", rows)
+                   "ON CONFLICT (record_id, key, other_entity_id) DO UPDATE SET status='open'", rows)
 
     def list_conflicts(self, status: str = "open") -> list[dict[str, Any]]:
         rows = self._exec(

@@ -115,3 +115,16 @@ def test_malformed_record_is_quarantined_with_reason(demo) -> None:  # type: ign
     assert len(reasons) == 2
     assert "not valid JSON" in reasons[0] and "mdm_devices.jsonl:8" in reasons[0]
     assert "record 'mdm-bad'" in reasons[1] and "'yesterday'" in reasons[1]
+
+
+def test_conflict_closes_when_its_record_goes_missing_and_reopens_when_it_returns(demo) -> None:  # type: ignore[no-untyped-def]
+    demo.cli("run", "--full", "-q")
+    assert [c["source_key"] for c in json.loads(demo.cli("conflicts", "--json").output)] == ["cs-a5"]
+    hosts = demo.data / "edr_hosts.csv"
+    original = hosts.read_text()
+    hosts.write_text("".join(line for line in original.splitlines(keepends=True) if not line.startswith("cs-a5,")))
+    demo.cli("run", "--full", "-q", "--connector", "edr", "--allow-shrink")
+    assert json.loads(demo.cli("conflicts", "--json").output) == []
+    hosts.write_text(original)
+    demo.cli("run", "--full", "-q", "--connector", "edr")
+    assert [c["source_key"] for c in json.loads(demo.cli("conflicts", "--json").output)] == ["cs-a5"]
