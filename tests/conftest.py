@@ -8,23 +8,16 @@ from typing import Any
 
 import pytest
 
-from itam_sync.sdk.http import HttpClient
+from itam_sync.sdk.testing import record_sleeps
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def recorded_sleeps() -> Iterator[list[float]]:
     """Every HttpClient made during the test sleeps into this list instead of really waiting."""
-    sleeps: list[float] = []
-    original = HttpClient.__init__
-
-    def init(self: HttpClient, *args: Any, **kwargs: Any) -> None:
-        kwargs["sleep"] = sleeps.append
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(HttpClient, "__init__", init)
-    return sleeps
+    with record_sleeps() as sleeps:
+        yield sleeps
 
 
 @pytest.fixture

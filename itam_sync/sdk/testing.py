@@ -23,11 +23,30 @@ from itam_sync.mapping.loader import load_mapping
 from itam_sync.registry import Registry
 from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, Connector, StreamState
+from itam_sync.sdk.http import HttpClient
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
 MockFactory = Callable[[bool], AbstractContextManager[Any]]
 MAX_RECORDS = 100_000  # a stream yielding more than this from a fixture has a paging loop
+
+
+@contextlib.contextmanager
+def record_sleeps() -> Iterator[list[float]]:
+    """Inside the block, every HttpClient made sleeps into the yielded list instead of really waiting, so a
+    test can assert the waits a 429 or a 5xx caused (Retry-After honoured, backoff bounded)."""
+    sleeps: list[float] = []
+    original = HttpClient.__init__
+
+    def init(self: HttpClient, *args: Any, **kwargs: Any) -> None:
+        kwargs["sleep"] = sleeps.append
+        original(self, *args, **kwargs)
+
+    HttpClient.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield sleeps
+    finally:
+        HttpClient.__init__ = original  # type: ignore[method-assign]
 
 
 def _no_mock(fail: bool) -> AbstractContextManager[Any]:

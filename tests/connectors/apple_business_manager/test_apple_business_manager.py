@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -24,8 +23,7 @@ from itam_sync.mapping.loader import load_mapping
 from itam_sync.registry import Registry
 from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import ConnectorError, StreamState
-from itam_sync.sdk.http import HttpClient
-from itam_sync.sdk.testing import conformance_suite
+from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
@@ -81,23 +79,10 @@ class FakeAbm:
         return [{k: v[0] for k, v in parse_qs(urlsplit(str(c.url)).query).items()} for c in self.calls]
 
 
-@contextlib.contextmanager
-def no_sleep() -> Iterator[list[float]]:
-    sleeps: list[float] = []
-    original = HttpClient.__init__
-
-    def init(self: HttpClient, *args: Any, **kwargs: Any) -> None:
-        kwargs["sleep"] = sleeps.append
-        original(self, *args, **kwargs)
-
-    with mock.patch.object(HttpClient, "__init__", init):
-        yield sleeps
-
-
 def abm_mock(fail: bool) -> contextlib.AbstractContextManager[Any]:
     @contextlib.contextmanager
     def serve() -> Iterator[FakeAbm]:
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, no_sleep():
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, record_sleeps():
             yield FakeAbm(fail=fail).install(rsps)
     return serve()
 

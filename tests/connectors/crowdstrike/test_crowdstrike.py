@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock as umock
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,8 +19,7 @@ from itam_sync.mapping.loader import load_mapping
 from itam_sync.registry import Registry
 from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.http import HttpClient
-from itam_sync.sdk.testing import conformance_suite
+from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
@@ -112,21 +110,9 @@ class FakeFalcon:
 
 
 @contextlib.contextmanager
-def no_sleep() -> Iterator[None]:
-    original = HttpClient.__init__
-
-    def init(self: HttpClient, *args: Any, **kwargs: Any) -> None:
-        kwargs["sleep"] = lambda _s: None
-        original(self, *args, **kwargs)
-
-    with umock.patch.object(HttpClient, "__init__", init):
-        yield
-
-
-@contextlib.contextmanager
 def falcon_http(fail: bool) -> Iterator[None]:
     """The conformance suite's mock: the recorded cloud, or one answering 503 to everything."""
-    with no_sleep(), responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+    with record_sleeps(), responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         if fail:
             for method in (responses.GET, responses.POST):
                 rsps.add(method, re.compile(rf"{re.escape(BASE)}/.*"), status=503)

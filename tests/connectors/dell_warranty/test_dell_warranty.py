@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,8 +19,7 @@ from itam_sync.mapping.loader import load_mapping
 from itam_sync.registry import Registry
 from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import ConnectorError, StreamState
-from itam_sync.sdk.http import HttpClient
-from itam_sync.sdk.testing import conformance_suite
+from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
@@ -84,23 +82,10 @@ class FakeDell:
         return out
 
 
-@contextlib.contextmanager
-def no_sleep() -> Iterator[list[float]]:
-    sleeps: list[float] = []
-    original = HttpClient.__init__
-
-    def init(self: HttpClient, *args: Any, **kwargs: Any) -> None:
-        kwargs["sleep"] = sleeps.append
-        original(self, *args, **kwargs)
-
-    with mock.patch.object(HttpClient, "__init__", init):
-        yield sleeps
-
-
 def dell_mock(fail: bool) -> contextlib.AbstractContextManager[Any]:
     @contextlib.contextmanager
     def serve() -> Iterator[FakeDell]:
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, no_sleep():
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, record_sleeps():
             yield FakeDell(fail=fail).install(rsps)
     return serve()
 

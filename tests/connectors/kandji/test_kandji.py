@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock as umock
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,8 +18,7 @@ from itam_sync.mapping.loader import load_mapping
 from itam_sync.registry import Registry
 from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.http import HttpClient
-from itam_sync.sdk.testing import conformance_suite
+from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
@@ -81,22 +79,9 @@ class FakeKandji:
 
 
 @contextlib.contextmanager
-def no_sleep() -> Iterator[None]:
-    """HttpClients made inside do not really sleep between retries."""
-    original = HttpClient.__init__
-
-    def init(self: HttpClient, *args: Any, **kwargs: Any) -> None:
-        kwargs["sleep"] = lambda _s: None
-        original(self, *args, **kwargs)
-
-    with umock.patch.object(HttpClient, "__init__", init):
-        yield
-
-
-@contextlib.contextmanager
 def kandji_http(fail: bool) -> Iterator[None]:
     """The conformance suite's mock: the recorded tenant, or a tenant answering 503 to everything."""
-    with no_sleep(), responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+    with record_sleeps(), responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         if fail:
             rsps.add(responses.GET, re.compile(rf"{re.escape(API)}/.*"), status=503)
         else:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
@@ -25,8 +24,7 @@ from itam_sync.mapping.loader import load_mapping
 from itam_sync.registry import Registry
 from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.http import HttpClient
-from itam_sync.sdk.testing import conformance_suite
+from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
@@ -99,24 +97,10 @@ class FakeOkta:
         return out
 
 
-@contextlib.contextmanager
-def no_sleep() -> Iterator[list[float]]:
-    """Every HttpClient made inside sleeps into a list (the conformance suite has no fixture for it)."""
-    sleeps: list[float] = []
-    original = HttpClient.__init__
-
-    def init(self: HttpClient, *args: Any, **kwargs: Any) -> None:
-        kwargs["sleep"] = sleeps.append
-        original(self, *args, **kwargs)
-
-    with mock.patch.object(HttpClient, "__init__", init):
-        yield sleeps
-
-
 def okta_mock(fail: bool) -> contextlib.AbstractContextManager[Any]:
     @contextlib.contextmanager
     def serve() -> Iterator[FakeOkta]:
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, no_sleep():
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps, record_sleeps():
             yield FakeOkta(fail=fail).install(rsps)
     return serve()
 

@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock as umock
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,8 +19,7 @@ from itam_sync.mapping.loader import load_mapping
 from itam_sync.registry import Registry
 from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import ConnectorError, StreamState
-from itam_sync.sdk.http import HttpClient
-from itam_sync.sdk.testing import conformance_suite
+from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
@@ -72,21 +70,9 @@ class FakeConsole:
 
 
 @contextlib.contextmanager
-def no_sleep() -> Iterator[None]:
-    original = HttpClient.__init__
-
-    def init(self: HttpClient, *args: Any, **kwargs: Any) -> None:
-        kwargs["sleep"] = lambda _s: None
-        original(self, *args, **kwargs)
-
-    with umock.patch.object(HttpClient, "__init__", init):
-        yield
-
-
-@contextlib.contextmanager
 def console_http(fail: bool) -> Iterator[None]:
     """The conformance suite's mock: the recorded console, or one answering 503 to everything."""
-    with no_sleep(), responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+    with record_sleeps(), responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         if fail:
             rsps.add(responses.GET, re.compile(rf"{re.escape(CONSOLE)}/.*"), status=503)
         else:
