@@ -36,6 +36,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check itam_sync connectors tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: venv
 	$(BIN)/python bench/bench_merge.py --devices 25000

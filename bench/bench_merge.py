@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from itam_sync.registry import Registry  # noqa: E402
-from itam_sync.runner import merge_pending, run_connector  # noqa: E402
+from itam_sync.engine.registry import Registry  # noqa: E402
+from itam_sync.engine.runner import merge_pending, run_connector  # noqa: E402
 from itam_sync.settings import (  # noqa: E402
     ConnectorConfig,
     EntityPrecedence,
@@ -222,7 +222,7 @@ def run_bench(args: argparse.Namespace, store_url: str | None) -> None:
     (d / "bench.db").unlink(missing_ok=True)
     if store_url is not None:
         with Store.open(store_url).begin() as repo:
-            if repo.list_runs(1):
+            if repo.runs.list_runs(1):
                 raise SystemExit(f"{store_url}: the database is not empty; give the benchmark an empty one")
     write_sources(d, n, 0, set())
     settings = settings_for(d, store_url)

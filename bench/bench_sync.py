@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from itam_sync import sandbox  # noqa: E402
-from itam_sync.registry import Registry  # noqa: E402
-from itam_sync.runner import build_connector, merge_pending, run_connector  # noqa: E402
+from itam_sync.engine.registry import Registry  # noqa: E402
+from itam_sync.engine.runner import build_connector, merge_pending, run_connector  # noqa: E402
 from itam_sync.sdk.connector import BadRecord, StreamState  # noqa: E402
 from itam_sync.settings import load_settings  # noqa: E402
 from itam_sync.store import Store  # noqa: E402

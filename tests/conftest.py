@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from itam_sync.sdk.testing import record_sleeps
+from itam_sync.testing import record_sleeps
+from tests.tests_helpers import Demo, make_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +19,12 @@ def recorded_sleeps() -> Iterator[list[float]]:
     """Every HttpClient made during the test sleeps into this list instead of really waiting."""
     with record_sleeps() as sleeps:
         yield sleeps
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Demo:
+    """A private copy of the demo (data, mappings, config) on a tmp SQLite file."""
+    return make_demo(tmp_path)
 
 
 @pytest.fixture

@@ -2,14 +2,59 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from itam_sync.store.repository import Repository
+from click.testing import CliRunner, Result
+
+from itam_sync.cli.main import main
+from itam_sync.settings import Settings, load_settings
+from itam_sync.store import Store
+from itam_sync.store.repos import Repos
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def golden_by_key(repo: Repository, entity_type: str, key: str) -> dict[str, Any]:
+def golden_by_key(repo: Repos, entity_type: str, key: str) -> dict[str, Any]:
     """The golden record owning match key `key`, with its id under "_id"."""
-    eid = repo.entity_by_key(entity_type, key)
+    eid = repo.entities.entity_by_key(entity_type, key)
     assert eid is not None, f"no {entity_type} owns {key}"
-    golden = repo.goldens([eid])[eid][1]
+    golden = repo.entities.goldens([eid])[eid][1]
     return {"_id": eid, **golden}
+
+
+@dataclass
+class Demo:
+    """A demo copy: its config file, data dir and a CLI runner bound to the config."""
+
+    config: Path
+    data: Path
+    db: Path
+
+    def cli(self, *args: str) -> Result:
+        result = CliRunner().invoke(main, [args[0], "--config", str(self.config), *args[1:]],
+                                    catch_exceptions=False)
+        return result
+
+    def settings(self) -> Settings:
+        return load_settings(self.config).settings
+
+    def store(self) -> Store:
+        return Store.open(f"sqlite:///{self.db}")
+
+
+def make_demo(tmp_path: Path) -> Demo:
+    """A private copy of the demo (data, mappings, config) on a tmp SQLite file."""
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "config" / "demo", data)
+    maps = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings" / "demo", maps)
+    db = tmp_path / "itam.db"
+    text = (ROOT / "config" / "demo.yaml").read_text()
+    text = text.replace("sqlite:///demo.db", f"sqlite:///{db}")
+    text = text.replace("config/demo/", f"{data}/").replace("mappings/demo/", f"{maps}/")
+    config = tmp_path / "itam-sync.yaml"
+    config.write_text(text)
+    return Demo(config, data, db)

@@ -7,6 +7,10 @@ Streams:
 - `resources` (when `include_resources`): `GET /subscriptions/{id}/resources` without the VMs, as generic
   cloud resources.
 
+Records are the REST API's JSON (camelCase, `properties` nested), whatever the azure-mgmt-* version: the
+SDK's `rest_dict` serialises both the hybrid models (azure-mgmt-compute >= 38) and the msrest-era ones
+(30-37, whose `as_dict()` is flattened snake_case and would lose vmId, size, host name, OS and power state).
+
 Subscriptions are those the service principal can see (`GET /subscriptions`), optionally narrowed by
 `subscriptions`. ARM has no changed-since filter on these lists, so every run is a full sweep; any
 subscription that cannot be read fails the run, so nothing is marked missing on a partial sweep.
@@ -14,28 +18,16 @@ subscription that cannot be read fails the run, so nothing is marked missing on 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from azure.core import PipelineClient
-from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
-from azure.core.paging import ItemPaged
-from azure.core.pipeline.policies import ContentDecodePolicy, RedirectPolicy, RetryPolicy, UserAgentPolicy
-from azure.core.rest import HttpRequest, HttpResponse
-from azure.identity import ClientSecretCredential
 from azure.mgmt.compute import ComputeManagementClient
-from azure.mgmt.core import ARMPipelineClient
-from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
 from azure.mgmt.resource.resources import ResourceManagementClient
 from pydantic import Field, field_validator
 
-from itam_sync import __version__
-from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
+from itam_sync.sdk.cloud import AZURE_ERRORS, AzureArm, resource_group, rest_dict, sweep
+from itam_sync.sdk.connector import BadRecord, Connector, ConnectorSettings, Stream, StreamState
 
-log = logging.getLogger(__name__)
-
-SUBSCRIPTIONS_API = "2022-12-01"
 VM_TYPE = "Microsoft.Compute/virtualMachines"
 
 
@@ -80,19 +72,6 @@ class AzureSettings(ConnectorSettings):
         return [s.strip().lower() for s in v]
 
 
-def _fail(exc: Exception, where: str) -> ConnectorError:
-    status = getattr(exc, "status_code", None)
-    config = isinstance(exc, ClientAuthenticationError) or status in (400, 401, 403, 404)
-    return ConnectorError(f"Azure {where}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                          "; the run stops so nothing is marked missing", kind="config" if config else "system")
-
-
-def resource_group(arm_id: str) -> str | None:
-    parts = arm_id.split("/")
-    lowered = [p.lower() for p in parts]
-    return parts[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered[:-1] else None
-
-
 class VirtualMachines(Stream):
     """Virtual machines of every subscription, with their power state."""
 
@@ -101,20 +80,21 @@ class VirtualMachines(Stream):
 
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         conn = self.connector
-        for sub in conn.subscription_ids():
-            with conn.compute(sub) as compute:
-                try:
-                    power = conn.power_states(compute) if conn.settings.power_state else {}
-                    for vm in compute.virtual_machines.list_all():
-                        raw = vm.as_dict()
-                        arm_id = raw.get("id")
-                        if not isinstance(arm_id, str) or not arm_id:
-                            yield BadRecord(f"subscription {sub}: virtual machine without an id", str(raw)[:2000])
-                            continue
-                        yield {**raw, "subscriptionId": sub, "resourceGroup": resource_group(arm_id),
-                               "powerState": power.get(arm_id.lower())}
-                except AzureError as exc:
-                    raise _fail(exc, f"listing virtual machines of subscription {sub}") from exc
+        yield from sweep(conn.subscription_ids(), self._subscription, errors=AZURE_ERRORS,
+                         where=lambda sub: f"listing virtual machines of subscription {sub}")
+
+    def _subscription(self, sub: str) -> Iterator[dict[str, Any] | BadRecord]:
+        conn = self.connector
+        with conn.arm.client(ComputeManagementClient, sub) as compute:
+            power = conn.power_states(compute) if conn.settings.power_state else {}
+            for vm in compute.virtual_machines.list_all():
+                raw = rest_dict(vm)
+                arm_id = raw.get("id")
+                if not isinstance(arm_id, str) or not arm_id:
+                    yield BadRecord(f"subscription {sub}: virtual machine without an id", str(raw)[:2000])
+                    continue
+                yield {**raw, "subscriptionId": sub, "resourceGroup": resource_group(arm_id),
+                       "powerState": power.get(arm_id.lower())}
 
 
 class Resources(Stream):
@@ -124,23 +104,22 @@ class Resources(Stream):
     connector: AzureConnector
 
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
-        conn = self.connector
-        wanted = {t.lower() for t in conn.settings.resource_types}
-        for sub in conn.subscription_ids():
-            with conn.resources(sub) as client:
-                try:
-                    for res in client.resources.list(filter=f"resourceType ne '{VM_TYPE}'",
-                                                      expand="createdTime,changedTime,provisioningState"):
-                        raw = res.as_dict()
-                        arm_id, rtype = raw.get("id"), str(raw.get("type") or "")
-                        if not isinstance(arm_id, str) or not arm_id:
-                            yield BadRecord(f"subscription {sub}: resource without an id", str(raw)[:2000])
-                            continue
-                        if rtype.lower() == VM_TYPE.lower() or (wanted and rtype.lower() not in wanted):
-                            continue
-                        yield {**raw, "subscriptionId": sub, "resourceGroup": resource_group(arm_id)}
-                except AzureError as exc:
-                    raise _fail(exc, f"listing resources of subscription {sub}") from exc
+        yield from sweep(self.connector.subscription_ids(), self._subscription, errors=AZURE_ERRORS,
+                         where=lambda sub: f"listing resources of subscription {sub}")
+
+    def _subscription(self, sub: str) -> Iterator[dict[str, Any] | BadRecord]:
+        wanted = {t.lower() for t in self.connector.settings.resource_types}
+        with self.connector.arm.client(ResourceManagementClient, sub) as client:
+            for res in client.resources.list(filter=f"resourceType ne '{VM_TYPE}'",
+                                              expand="createdTime,changedTime,provisioningState"):
+                raw = rest_dict(res)
+                arm_id, rtype = raw.get("id"), str(raw.get("type") or "")
+                if not isinstance(arm_id, str) or not arm_id:
+                    yield BadRecord(f"subscription {sub}: resource without an id", str(raw)[:2000])
+                    continue
+                if rtype.lower() == VM_TYPE.lower() or (wanted and rtype.lower() not in wanted):
+                    continue
+                yield {**raw, "subscriptionId": sub, "resourceGroup": resource_group(arm_id)}
 
 
 class AzureConnector(Connector):
@@ -148,9 +127,8 @@ class AzureConnector(Connector):
 
     azure-identity and the azure-mgmt-* clients are the natural clients: the credential handles the Entra
     token protocol and national clouds, and azure-core's pipeline retries 429/5xx (honouring Retry-After),
-    answers CAE claims challenges with a fresh token and follows `nextLink` paging. The tenant-level
-    subscription list is read through the same pipeline (`ARMPipelineClient`): its SDK client moved to
-    the separate azure-mgmt-resource-subscriptions package in azure-mgmt-resource 25.
+    answers CAE claims challenges with a fresh token and follows `nextLink` paging (`itam_sync.sdk.cloud.
+    AzureArm` sets them up and lists the tenant's subscriptions through the same pipeline).
     """
 
     type_name = "azure"
@@ -166,14 +144,9 @@ class AzureConnector(Connector):
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         super().__init__(name, settings)
         s = self.settings
-        self.credential = ClientSecretCredential(s.tenant_id, s.client_id, s.client_secret,
-                                                 authority=s.authority_host)
-        self.scope = s.credential_scope or f"{s.resource_manager_url}/.default"
-        self._client_kwargs: dict[str, Any] = {
-            "base_url": s.resource_manager_url, "credential_scopes": [self.scope], "retry_total": s.retry_total,
-            "connection_timeout": min(s.timeout, 10), "read_timeout": s.timeout,
-            "user_agent": f"itam-sync/{__version__}"}
-        self._subscriptions: list[str] | None = None
+        self.arm = AzureArm(tenant_id=s.tenant_id, client_id=s.client_id, client_secret=s.client_secret,
+                            authority_host=s.authority_host, resource_manager_url=s.resource_manager_url,
+                            credential_scope=s.credential_scope, retry_total=s.retry_total, timeout=s.timeout)
 
     def streams(self) -> list[Stream]:
         out: list[Stream] = [VirtualMachines(self)]
@@ -181,18 +154,16 @@ class AzureConnector(Connector):
             out.append(Resources(self))
         return out
 
-    def compute(self, subscription: str) -> ComputeManagementClient:
-        return ComputeManagementClient(self.credential, subscription, **self._client_kwargs)
-
-    def resources(self, subscription: str) -> ResourceManagementClient:
-        return ResourceManagementClient(self.credential, subscription, **self._client_kwargs)
+    def subscription_ids(self) -> list[str]:
+        """Visible subscriptions (read once per run), narrowed to the configured ones, which must all be seen."""
+        return self.arm.subscriptions(self.settings.subscriptions)
 
     @staticmethod
     def power_states(compute: ComputeManagementClient) -> dict[str, str]:
         """ARM id (lower case) -> power state ("running", "deallocated", ...) from the statusOnly list."""
         out: dict[str, str] = {}
         for vm in compute.virtual_machines.list_all(status_only="true"):
-            raw = vm.as_dict()
+            raw = rest_dict(vm)
             statuses = (raw.get("properties") or {}).get("instanceView", {}).get("statuses") or []
             codes = [s.get("code", "") for s in statuses if isinstance(s, dict)]
             power = next((c.split("/", 1)[1] for c in codes if c.startswith("PowerState/")), None)
@@ -200,49 +171,5 @@ class AzureConnector(Connector):
                 out[str(raw["id"]).lower()] = power
         return out
 
-    def subscription_ids(self) -> list[str]:
-        """Visible subscriptions (read once per run), narrowed to the configured ones, which must all be seen."""
-        if self._subscriptions is None:
-            try:
-                with self._tenant_client() as client:
-                    visible = [str(sub["subscriptionId"]).lower() for sub in self._list_subscriptions(client)]
-            except AzureError as exc:
-                raise _fail(exc, "listing subscriptions") from exc
-            wanted = self.settings.subscriptions
-            missing = [s for s in wanted if s not in visible]
-            if missing:
-                raise ConnectorError(f"subscription(s) {', '.join(missing)} not visible to client "
-                                     f"{self.settings.client_id}: check the ids and the Reader role assignment",
-                                     kind="config")
-            self._subscriptions = wanted or visible
-        return self._subscriptions
-
-    def _tenant_client(self) -> ARMPipelineClient[Any, Any]:
-        """A tenant-level ARM pipeline with the same policies as the SDK clients (retry, auth, logging)."""
-        s = self.settings
-        return ARMPipelineClient(base_url=s.resource_manager_url, policies=[
-            UserAgentPolicy(user_agent=f"itam-sync/{__version__}"), ContentDecodePolicy(), RedirectPolicy(),
-            RetryPolicy(retry_total=s.retry_total), ARMChallengeAuthenticationPolicy(self.credential, self.scope),
-            ARMHttpLoggingPolicy()], connection_timeout=min(s.timeout, 10), read_timeout=s.timeout)
-
-    def _list_subscriptions(self, client: PipelineClient[Any, Any]) -> ItemPaged[dict[str, Any]]:
-        """`GET /subscriptions`, paged by azure-core's ItemPaged over `nextLink`."""
-        s = self.settings
-
-        def get_next(next_link: str | None) -> HttpResponse:
-            request = (HttpRequest("GET", next_link) if next_link else
-                       HttpRequest("GET", f"{s.resource_manager_url}/subscriptions",
-                                   params={"api-version": SUBSCRIPTIONS_API}))
-            response = client.send_request(request)
-            if response.status_code != 200:
-                raise HttpResponseError(response=response)
-            return response
-
-        def extract(response: HttpResponse) -> tuple[str | None, Iterator[dict[str, Any]]]:
-            body = response.json()
-            return body.get("nextLink") or None, iter(body.get("value") or [])
-
-        return ItemPaged(get_next, extract)
-
     def close(self) -> None:
-        self.credential.close()
+        self.arm.close()

@@ -1,13 +1,11 @@
 """Certificates connector: TLS certificates served at configured endpoints and held in AWS Certificate Manager.
 
-Streams:
 - `endpoints`: one TLS handshake per configured `host[:port]` (SNI = the host name); the leaf certificate the
   server presents is parsed with `cryptography` (subject, issuer, SANs, validity, serial, SHA-256
-  fingerprint). The handshake does not verify the chain: an expired or self-signed certificate is exactly
-  what an inventory must see. Source key: the endpoint, so a renewed certificate updates the same asset.
+  fingerprint). The chain is not verified: an expired or self-signed certificate is exactly what an
+  inventory must see. Source key: the endpoint, so a renewed certificate updates the same asset.
 - `acm`: `acm.list_certificates` (every key type) and `acm.describe_certificate` per certificate in each
   configured region. Source key: the certificate ARN.
-
 An endpoint that cannot be reached, or a region that cannot be read, fails the run (so nothing is marked
 missing on a partial pull). Neither source has a change feed: every run reads everything again.
 """
@@ -16,25 +14,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import socket
 import ssl
 from collections.abc import Iterator
-from datetime import date, datetime
 from typing import Any, ClassVar, Literal
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 from pydantic import Field, field_validator, model_validator
 
-from itam_sync import __version__
+from itam_sync.sdk.cloud import AWS_ERRORS, AwsOptions, AwsSessions, jsonable, sweep
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
-
-log = logging.getLogger(__name__)
 
 # ListCertificates returns only RSA_1024/RSA_2048 certificates unless key types are named.
 ACM_KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1"]
@@ -156,10 +147,6 @@ class Endpoints(Stream):
             yield {"endpoint": endpoint, "host": host, "port": port, "protocol": protocol, **fields}
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=lambda v: v.isoformat() if isinstance(v, date | datetime) else str(v)))
-
-
 class Acm(Stream):
     """ACM certificates of every configured region."""
 
@@ -167,32 +154,26 @@ class Acm(Stream):
     connector: CertificatesConnector
 
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
-        for region in self.connector.settings.acm_regions:
-            acm = self.connector.acm(region)
-            try:
-                pages = acm.get_paginator("list_certificates").paginate(Includes={"keyTypes": ACM_KEY_TYPES})
-                for page in pages:
-                    for summary in page.get("CertificateSummaryList", []):
-                        arn = summary.get("CertificateArn")
-                        if not arn:
-                            yield BadRecord(f"ACM {region}: certificate without an ARN", json.dumps(_jsonable(summary)))
-                            continue
-                        cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
-                        yield {**_jsonable(cert), "Region": region, "Account": arn.split(":")[4]}
-            except (ClientError, BotoCoreError) as exc:
-                code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-                kind = "config" if code in ("AccessDeniedException", "UnrecognizedClientException") else "system"
-                raise ConnectorError(f"ACM in {region}: {exc}; the run stops so nothing is marked missing",
-                                     kind=kind) from exc
+        yield from sweep(self.connector.settings.acm_regions, self._region, errors=AWS_ERRORS,
+                         where=lambda region: f"ACM in region {region}")
+
+    def _region(self, region: str) -> Iterator[dict[str, Any] | BadRecord]:
+        aws = self.connector.aws
+        acm = aws.client(aws.base, "acm", region)
+        for page in acm.get_paginator("list_certificates").paginate(Includes={"keyTypes": ACM_KEY_TYPES}):
+            for summary in page.get("CertificateSummaryList", []):
+                arn = summary.get("CertificateArn")
+                if not arn:
+                    yield BadRecord(f"ACM {region}: certificate without an ARN", json.dumps(jsonable(summary)))
+                    continue
+                cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+                yield {**jsonable(cert), "Region": region, "Account": arn.split(":")[4]}
 
 
 class CertificatesConnector(Connector):
-    """TLS certificates from endpoints (ssl + cryptography) and from ACM.
-
-    Endpoints are read with the standard library's `ssl` (no HTTP is involved) and parsed with
-    `cryptography`; ACM through boto3, the natural AWS client (signing, regional endpoints, paginators,
-    throttling retries by botocore's retry modes).
-    """
+    """TLS certificates from endpoints (standard library `ssl`, no HTTP; parsed with `cryptography`) and from
+    ACM through boto3, the natural AWS client (signing, regional endpoints, paginators, botocore's throttling
+    retries), set up by `itam_sync.sdk.cloud.AwsSessions`."""
 
     type_name = "certificates"
     description = "TLS certificates from host:port endpoints and AWS Certificate Manager"
@@ -206,15 +187,8 @@ class CertificatesConnector(Connector):
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         super().__init__(name, settings)
         s = self.settings
-        self._session: boto3.Session | None = None
-        self._config = Config(retries={"mode": s.retry_mode, "total_max_attempts": s.max_attempts},
-                              user_agent_extra=f"itam-sync/{__version__}")
-
-    def acm(self, region: str) -> Any:
-        if self._session is None:
-            self._session = boto3.Session(profile_name=self.settings.aws_profile)
-        return self._session.client("acm", region_name=region, endpoint_url=self.settings.aws_endpoint_url,
-                                    config=self._config)
+        self.aws = AwsSessions(AwsOptions(profile=s.aws_profile, endpoint_url=s.aws_endpoint_url,
+                                          retry_mode=s.retry_mode, max_attempts=s.max_attempts))
 
     def streams(self) -> list[Stream]:
         out: list[Stream] = []

@@ -2,26 +2,25 @@
 
 One stream, `machines` (`GET {api_url}/api/machines`), paged by `@odata.nextLink`. No `$top` is sent:
 with `$top` the API returns no next link, without it each page holds up to 10,000 machines and the next
-link carries `$skip`. Incremental runs filter on `lastSeen gt <cursor>`; `lastSeen` is the machine's last
-full report (about daily), so incremental runs pick up machines that reported since the last run.
+link carries `$skip`. Every run, incremental or full, reads the whole list: the only date to filter on,
+`lastSeen`, is the machine's last full report (about daily), so a machine whose sensor goes silent
+(healthStatus Inactive) or whose tags or risk change between reports would never show up in a
+`lastSeen gt <cursor>` run. At 10,000 machines a page that is a handful of calls; unchanged machines are
+skipped downstream by content hash. The API answers 404 when it has no recent machines at all: that fails
+the run (a wrong `api_url` must not read as an empty fleet).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from itam_sync.sdk.connector import Connector, ConnectorSettings, Stream, StreamState
-from itam_sync.sdk.errors import HttpError
+from itam_sync.sdk.connector import Connector, ConnectorSettings, Stream
 from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.http_stream import HttpStream
 from itam_sync.sdk.msal_auth import MsalClientCredentials
 from itam_sync.sdk.pagination import NextLinkPaginator
-
-log = logging.getLogger(__name__)
 
 DEFAULT_API = "https://api.securitycenter.microsoft.com"
 
@@ -44,37 +43,12 @@ class DefenderSettings(ConnectorSettings):
 
 
 class Machines(HttpStream):
-    """Defender machines (onboarded and discovered devices within the portal's retention)."""
+    """Defender machines (onboarded and discovered devices within the portal's retention), all of them."""
 
     name = "machines"
     path = "/api/machines"
     paginator = NextLinkPaginator()
     records_path = "value"
-    cursor_field = "lastSeen"
-
-    def params(self, state: StreamState) -> dict[str, Any]:
-        if self._incremental(state):
-            return {"$filter": f"lastSeen gt {state.cursor}"}  # documented OData filter; unverified here
-        return {}
-
-    @staticmethod
-    def _incremental(state: StreamState) -> bool:
-        return bool(state.cursor) and not state.full
-
-    def records(self, state: StreamState) -> Iterator[dict[str, Any]]:
-        seen = 0
-        try:
-            for record in self.fetch(state):
-                seen += 1
-                yield record
-        except HttpError as exc:
-            # The API answers 404 when it has no (recent) machines to return. On an incremental run that
-            # means "nothing reported since the cursor"; on a full run it stays an error (a wrong URL must
-            # not read as an empty fleet).
-            if exc.status == 404 and seen == 0 and self._incremental(state):
-                log.info("%s: no machines reported since %s", self.connector.name, state.cursor)
-                return
-            raise
 
 
 class DefenderConnector(Connector):

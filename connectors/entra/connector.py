@@ -11,8 +11,12 @@ is saved as the stream's cursor (`state.new_cursor`) and called verbatim on the 
 which then returns only what changed. A user deleted since then arrives as `{"id", "@removed": {"reason"}}`
 and is passed through: the mapping turns it into status `terminated` ("changed" = soft-deleted and
 restorable, "deleted" = gone for good); a later full run marks it missing. A saved delta link that Graph no
-longer honours (410 Gone) starts a new round in the same run. Devices and SKUs are small and have no useful
-change tracking here (`$expand=registeredOwners` is not available on devices/delta), so they are read whole.
+longer honours (410 Gone) starts a new round in the same run.
+
+The manager is tracked by selecting `manager` (Graph's documented way for users delta; `$expand` is not
+supported there), which yields `manager@delta` ids only; `managers.ManagerResolver` turns them into the
+manager's addresses (see there). Devices and SKUs are small and have no useful change tracking here
+(`$expand=registeredOwners` is not available on devices/delta), so they are read whole.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.http_stream import HttpStream
 from itam_sync.sdk.msal_auth import MsalClientCredentials
 from itam_sync.sdk.pagination import NextLinkPaginator
+
+from .managers import ManagerResolver, TooManyLookups
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,9 @@ class EntraSettings(ConnectorSettings):
         default_factory=lambda: list(USER_PROPERTIES),
         description="User properties to $select; employeeLeaveDateTime needs User-LifeCycleInfo.Read.All")
     device_page_size: int = Field(default=100, ge=1, le=999, description="Devices per page ($top)")
+    manager_lookups: int = Field(
+        default=1000, ge=0, description="Most Graph calls per run to find managers the delta pages do not name "
+                                        "with an address; an incremental round needing more reads all users")
     timeout: float = Field(default=60, gt=0, description="Seconds to wait for one Graph response")
 
 
@@ -86,25 +95,32 @@ class EntraUsers(HttpStream):
     def params(self, state: StreamState) -> dict[str, Any]:
         if self._resume(state):
             return {}  # a delta link carries the query it was started with
-        return {"$select": ",".join(_settings(self).user_properties), "$expand": "manager"}
+        # Selecting `manager` tracks manager changes and returns manager@delta; properties not selected would
+        # not make a user reappear in later rounds when they change.
+        return {"$select": ",".join(dict.fromkeys([*_settings(self).user_properties, "manager"]))}
 
     def on_page(self, state: StreamState, response: requests.Response, body: Any) -> None:
         if isinstance(body, dict) and body.get("@odata.deltaLink"):
             state.new_cursor = body["@odata.deltaLink"]
 
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
-        resuming, yielded = self._resume(state) is not None, False
-        try:
-            for record in super().records(state):
-                yielded = True
-                yield record
-        except HttpError as exc:
-            if not (resuming and exc.status == 410 and not yielded):
-                raise
-            log.warning("%s: Graph no longer accepts the saved delta link (410); starting a new delta round",
-                        self.connector.name)
+        http = cast(EntraConnector, self.connector).http
+        resolver = ManagerResolver(http, _settings(self).manager_lookups, self.connector.name)
+        if self._resume(state):
+            try:  # read whole before anything reaches the engine, so a new round can still replace it
+                users = resolver.delta_round(self.fetch(state))
+            except HttpError as exc:
+                if exc.status != 410 or resolver.read:
+                    raise
+                log.warning("%s: Graph no longer accepts the saved delta link (410); starting a new delta round",
+                            self.connector.name)
+            except TooManyLookups as exc:
+                log.warning("%s; reading a new delta round instead", exc)
+            else:
+                yield from users
+                return
             state.cursor = None
-            yield from super().records(state)
+        yield from resolver.new_round(self.fetch(state))
 
 
 class EntraDevices(HttpStream):
@@ -117,7 +133,8 @@ class EntraDevices(HttpStream):
 
     def params(self, state: StreamState) -> dict[str, Any]:
         return {"$select": DEVICE_PROPERTIES, "$top": _settings(self).device_page_size,
-                "$expand": "registeredOwners($select=id,userPrincipalName,mail)"}
+                # No nested $select: Graph does not support one inside $expand of directory objects.
+                "$expand": "registeredOwners"}
 
 
 class EntraSubscribedSkus(HttpStream):

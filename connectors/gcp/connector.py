@@ -2,29 +2,22 @@
 
 One stream, `instances`: `GET compute/v1/projects/{project}/aggregated/instances` per project, every zone in
 one paged list (`pageToken`). Scopes that hold only a `warning` (no instances there) are skipped; zones
-listed as `unreachables` fail the run, since a partial list would mark their instances missing. Compute
-Engine has no modified-since filter, so every run is a full sweep.
+listed as `unreachables` fail the run, since a partial list would mark their instances missing. A project
+that cannot be read fails the run too (`itam_sync.sdk.cloud.sweep`). Compute Engine has no modified-since
+filter, so every run is a full sweep.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import google.auth
 import httplib2
-from google.auth.exceptions import GoogleAuthError
-from google.oauth2 import service_account
-from google_auth_httplib2 import AuthorizedHttp
-from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
 from pydantic import Field, field_validator
 
+from itam_sync.sdk.cloud import GCP_ERRORS, GoogleApis, google_pages, service_account_credentials, sweep
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
-
-log = logging.getLogger(__name__)
 
 SCOPES = ["https://www.googleapis.com/auth/compute.readonly"]
 
@@ -56,13 +49,6 @@ class GcpSettings(ConnectorSettings):
         return [p.strip() for p in v if p.strip()]
 
 
-def _fail(exc: Exception, where: str) -> ConnectorError:
-    status = int(getattr(getattr(exc, "resp", None), "status", 0) or 0)
-    config = isinstance(exc, GoogleAuthError) or status in (400, 401, 403, 404)
-    return ConnectorError(f"GCP {where}: {exc}; the run stops so nothing is marked missing",
-                          kind="config" if config else "system")
-
-
 def _last(url: Any) -> str | None:
     return url.rstrip("/").rsplit("/", 1)[-1] if isinstance(url, str) and url else None
 
@@ -74,21 +60,16 @@ class Instances(Stream):
     connector: GcpConnector
 
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
-        for project in self.connector.settings.projects:
-            yield from self._project(project)
+        yield from sweep(self.connector.settings.projects, self._project, errors=GCP_ERRORS,
+                         where=lambda project: f"instances.aggregatedList of project {project}")
 
     def _project(self, project: str) -> Iterator[dict[str, Any] | BadRecord]:
         s = self.connector.settings
-        instances = self.connector.compute().instances()
         params: dict[str, Any] = {"project": project, "maxResults": s.page_size}
         if s.filter:
             params["filter"] = s.filter
-        request = instances.aggregatedList(**params)
-        while request is not None:
-            try:
-                page = request.execute(num_retries=s.num_retries)
-            except (HttpError, GoogleAuthError, httplib2.HttpLib2Error, OSError) as exc:
-                raise _fail(exc, f"instances.aggregatedList of project {project}") from exc
+        for _, page in google_pages(self.connector.compute().instances(), "aggregatedList",
+                                    lambda request: request.execute(num_retries=s.num_retries), **params):
             if page.get("unreachables"):
                 raise ConnectorError(f"GCP project {project}: unreachable scopes {page['unreachables']}; the run "
                                      "stops so their instances are not marked missing", kind="system")
@@ -101,7 +82,6 @@ class Instances(Stream):
                     yield {**inst, "projectId": project, "zoneName": zone,
                            "regionName": zone.rsplit("-", 1)[0] if zone and "-" in zone else None,
                            "machineTypeName": _last(inst.get("machineType"))}
-            request = instances.aggregatedList_next(request, page)
 
 
 class GcpConnector(Connector):
@@ -124,21 +104,13 @@ class GcpConnector(Connector):
 
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         super().__init__(name, settings)
-        self._service: Any = None
-        self.http: AuthorizedHttp | None = None
+        self.google = GoogleApis(self.credentials, lambda: self.transport())
 
     def credentials(self) -> Any:
+        """The service-account key's credentials, or Application Default Credentials when no key is set."""
         s = self.settings
-        try:
-            if s.service_account_json:
-                return service_account.Credentials.from_service_account_info(json.loads(s.service_account_json),
-                                                                             scopes=SCOPES)
-            if s.service_account_file:
-                return service_account.Credentials.from_service_account_file(s.service_account_file, scopes=SCOPES)
-            creds, _ = google.auth.default(scopes=SCOPES)
-            return creds
-        except (ValueError, OSError, GoogleAuthError) as exc:
-            raise ConnectorError(f"GCP credentials: {type(exc).__name__}: {exc}", kind="config") from None
+        return service_account_credentials(key_json=s.service_account_json, key_file=s.service_account_file,
+                                           scopes=SCOPES, application_default=True)
 
     def transport(self) -> Any:
         """The plain HTTP layer under the token handling (tests swap in an HttpMockSequence)."""
@@ -146,17 +118,10 @@ class GcpConnector(Connector):
 
     def compute(self) -> Any:
         """The Compute v1 service, built once per run from the bundled discovery document."""
-        if self._service is None:
-            self.http = AuthorizedHttp(self.credentials(), http=self.transport())
-            options = {"api_endpoint": self.settings.api_endpoint} if self.settings.api_endpoint else None
-            self._service = build("compute", "v1", http=self.http, static_discovery=True, cache_discovery=False,
-                                  client_options=options)
-        return self._service
+        return self.google.service("compute", "v1", self.settings.api_endpoint)
 
     def streams(self) -> list[Stream]:
         return [Instances(self)]
 
     def close(self) -> None:
-        if self._service is not None:
-            self._service.close()
-            self._service = None
+        self.google.close()

@@ -1,9 +1,11 @@
 """Microsoft Intune connector: managed devices from Microsoft Graph.
 
 One stream, `managed_devices` (`GET {graph_url}/{api_version}/deviceManagement/managedDevices`), paged by
-`@odata.nextLink`. Incremental runs filter on `lastSyncDateTime ge <cursor>` (the largest value of the
-previous run): `ge`, not `gt`, so a device that synced in the same second as the cursor is not lost; the
-record read again is skipped unchanged by its content hash.
+`@odata.nextLink`. Every run, incremental or full, reads the whole list: Graph has no delta for managed
+devices, the SDK metadata documents only `lt`/`gt` on `lastSyncDateTime`, and users report date filters
+there that are silently ignored or answer nothing, so a filtered run could lose changes without a trace.
+Unchanged devices cost nothing downstream: the engine skips them by content hash. Only a full run marks
+devices that left Intune missing.
 """
 
 from __future__ import annotations
@@ -35,23 +37,16 @@ class IntuneSettings(ConnectorSettings):
 
 
 class ManagedDevices(HttpStream):
-    """Intune managed devices: every page of deviceManagement/managedDevices."""
+    """Intune managed devices: every page of deviceManagement/managedDevices, on every run (no filter)."""
 
     name = "managed_devices"
     path = "/deviceManagement/managedDevices"
     paginator = NextLinkPaginator()
     records_path = "value"
-    cursor_field = "lastSyncDateTime"
 
     def request_path(self, state: StreamState) -> str:
         settings: IntuneSettings = self.connector.settings  # type: ignore[assignment]
         return f"/{settings.api_version}{self.path}"
-
-    def params(self, state: StreamState) -> dict[str, Any]:
-        if state.cursor and not state.full:
-            # Widely used against managedDevices; server-side support per operator is unverified.
-            return {"$filter": f"lastSyncDateTime ge {state.cursor}"}
-        return {}
 
 
 class IntuneConnector(Connector):

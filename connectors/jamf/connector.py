@@ -1,19 +1,22 @@
 """Jamf Pro connector: computers and mobile devices from the Jamf Pro API.
 
 Streams:
-- `computers`: `GET /api/v1/computers-inventory` with the GENERAL, HARDWARE, USER_AND_LOCATION and
+- `computers`: `GET /api/v3/computers-inventory` (Jamf Pro 11.23+; `/v1` is deprecated, `/v2` likewise;
+  `computers_inventory_version: v1` for older servers) with the GENERAL, HARDWARE, USER_AND_LOCATION and
   OPERATING_SYSTEM sections;
 - `mobile_devices`: `GET /api/v2/mobile-devices/detail` with the GENERAL, HARDWARE, USER_AND_LOCATION and
   NETWORK sections.
 Both page with `page` (from 0) / `page-size`, stop at `totalCount`, and sort by id so pages stay stable.
 Incremental runs send an RSQL `filter` on the last contact / inventory time (`>=` the saved cursor: a
-record read again is skipped unchanged by its content hash). Jamf has no request rate limit; its guidance
-is at most 5 concurrent connections, and this connector makes one request at a time.
+record read again is skipped unchanged by its content hash). Filter fields are named as each endpoint
+documents them: `general.lastContactTime` for computers, but unprefixed `lastInventoryUpdateDate` for mobile
+devices (v2 detail filters on flat names; the prefixed one is refused with a 400). Jamf has no request rate
+limit; its guidance is at most 5 concurrent connections, and this connector makes one request at a time.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -38,6 +41,9 @@ class JamfSettings(ConnectorSettings):
     incremental_filter: bool = Field(default=True, description="On incremental runs send an RSQL filter on the "
                                                                "last contact/inventory time; false reads all")
     timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for one API response")
+    computers_inventory_version: Literal["v1", "v2", "v3"] = Field(
+        default="v3", description="Version of /api/<v>/computers-inventory: v3 (Jamf Pro 11.23+); v1 for older "
+                                  "servers (deprecated by Jamf)")
 
     @model_validator(mode="after")
     def _one_credential(self) -> JamfSettings:
@@ -58,6 +64,7 @@ class JamfStream(HttpStream):
 
     sections: ClassVar[tuple[str, ...]]
     sort: ClassVar[str]
+    filter_field: ClassVar[str]  # the RSQL name of the cursor field, as this endpoint documents it
     records_path = "results"
 
     def make_paginator(self) -> Paginator:
@@ -68,7 +75,7 @@ class JamfStream(HttpStream):
         settings: JamfSettings = self.connector.settings  # type: ignore[assignment]
         params: dict[str, Any] = {"section": list(self.sections), "sort": self.sort}
         if state.cursor and not state.full and settings.incremental_filter:
-            params["filter"] = f"{self.cursor_field}>={state.cursor}"
+            params["filter"] = f"{self.filter_field}>={state.cursor}"
         return params
 
 
@@ -76,10 +83,15 @@ class Computers(JamfStream):
     """Computers inventory (Macs): hardware, OS, user and location, management state."""
 
     name = "computers"
-    path = "/api/v1/computers-inventory"
+    path = "/api/v3/computers-inventory"
     sections = ("GENERAL", "HARDWARE", "USER_AND_LOCATION", "OPERATING_SYSTEM")
     sort = "id:asc"
     cursor_field = "general.lastContactTime"
+    filter_field = "general.lastContactTime"
+
+    def request_path(self, state: StreamState) -> str:
+        settings: JamfSettings = self.connector.settings  # type: ignore[assignment]
+        return f"/api/{settings.computers_inventory_version}/computers-inventory"
 
 
 class MobileDevices(JamfStream):
@@ -90,6 +102,7 @@ class MobileDevices(JamfStream):
     sections = ("GENERAL", "HARDWARE", "USER_AND_LOCATION", "NETWORK")
     sort = "mobileDeviceId:asc"
     cursor_field = "general.lastInventoryUpdateDate"
+    filter_field = "lastInventoryUpdateDate"  # v2 detail filters on unprefixed names
 
 
 class JamfConnector(Connector):

@@ -5,6 +5,13 @@ Plain `requests` through the engine's `HttpClient`: a bearer API token on the te
 live only in `GET /api/v1/devices/{id}/details`, one call per device, so details are fetched while the list
 streams (never by collecting ids first) and can be switched off with `fetch_details: false`.
 
+The tenant's quota is 10,000 requests an hour, shared by every token, with no documented 429 headers. The
+client keeps this connector under `requests_per_hour` and waits out a hint-less 429 for the hourly window
+(`RateLimit`, in the SDK). Details are asked again only for devices whose list row changed (ignoring
+`last_check_in`, which moves on every check-in) or whose remembered details are older than
+`details_max_age_hours` (`details_cache`, a small SQLite file): an unchanged device comes out exactly as last
+run, so the engine skips it by hash.
+
 Kandji has no modified-since filter. Incremental runs read the list newest check-in first
 (`ordering=-last_check_in`) and stop at the first device that last checked in before the saved cursor,
 so only devices that checked in since the last run cost a details call. Console-side edits of a device that
@@ -25,14 +32,18 @@ from pydantic import Field, field_validator
 
 from itam_sync.sdk.auth import BearerAuth
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorSettings, Stream, StreamState
+from itam_sync.sdk.detail_cache import DetailCache, fingerprint
 from itam_sync.sdk.errors import HttpError
 from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.http_stream import HttpStream
 from itam_sync.sdk.pagination import OffsetPaginator, Paginator
+from itam_sync.sdk.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 300  # the API's hard cap on `limit`
+QUOTA = 10_000  # requests per hour per tenant, all tokens together (API docs, "Rate Limit")
+VOLATILE = ("last_check_in",)  # list fields that move without the details changing
 DEFAULT_SECTIONS = ["general", "mdm", "kandji_agent", "hardware_overview", "network", "cellular"]
 
 
@@ -52,6 +63,15 @@ class KandjiSettings(ConnectorSettings):
         default=DEFAULT_SECTIONS,
         description="Sections of the details response kept on the record (null keeps all of them)")
     timeout_s: float = Field(default=60, gt=0, description="Read timeout of one request, in seconds")
+    requests_per_hour: int = Field(default=5_000, ge=1, le=QUOTA,
+                                   description="Most requests this connector sends in any hour; the tenant's "
+                                               "10,000/hour is shared by every token, so leave room")
+    details_cache: str | None = Field(default=None,
+                                      description="SQLite file remembering each device's details between runs, "
+                                                  "so unchanged devices cost no details request")
+    details_max_age_hours: float = Field(default=24, gt=0,
+                                         description="Ask a device's details again after this long even if its "
+                                                     "list row did not change")
 
     @field_validator("api_url")
     @classmethod
@@ -92,6 +112,17 @@ class KandjiDevices(HttpStream):
 
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         config = self.connector.config
+        cache = DetailCache(config.details_cache, max_age_s=config.details_max_age_hours * 3600)
+        try:
+            yield from self._records(state, cache)
+        finally:
+            cache.close()
+            if config.fetch_details:
+                log.info("%s: details asked for %d devices, remembered for %d", self.connector.name,
+                         cache.misses, cache.hits)
+
+    def _records(self, state: StreamState, cache: DetailCache) -> Iterator[dict[str, Any] | BadRecord]:
+        config = self.connector.config
         watermark = _moment(state.cursor) if state.cursor and not state.full else None
         for device in self.fetch(state):
             device_id = device.get("device_id") if isinstance(device, dict) else None
@@ -105,7 +136,11 @@ class KandjiDevices(HttpStream):
                              self.connector.name, state.cursor)
                     return
             if config.fetch_details:
-                device = {**device, "details": self.details(device_id)}
+                print_ = fingerprint(device, VOLATILE, config.detail_sections)
+                details = cache.get(device_id, print_)
+                if details is None and (details := self.details(device_id)) is not None:
+                    cache.put(device_id, print_, details)
+                device = {**device, "details": details}
             yield device
 
     def details(self, device_id: str) -> dict[str, Any] | None:
@@ -140,8 +175,10 @@ class KandjiConnector(Connector):
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         super().__init__(name, settings)
         self.config: KandjiSettings = settings  # type: ignore[assignment]
+        quota = RateLimit(per_hour=QUOTA, budget_per_hour=self.config.requests_per_hour,
+                          wait_without_headers="window")
         self.http = HttpClient(self.config.api_url, BearerAuth(self.config.api_token),
-                               timeout=(5, self.config.timeout_s))
+                               timeout=(5, self.config.timeout_s), rate_limit=quota)
 
     def streams(self) -> list[Stream]:
         return [KandjiDevices(self)]

@@ -4,6 +4,11 @@ Plain `requests` through the engine's `HttpClient` with `Authorization: ApiToken
 `{"data": [...], "pagination": {"nextCursor": ...}}`; the cursor goes back as `cursor` until it is null
 (`CursorPaginator`). Throttling (429) is handled by the shared HTTP layer.
 
+The console leaves decommissioned agents out unless `isDecommissioned` asks for them; the connector asks for
+both (`isDecommissioned=true,false`), so an agent decommissioned since the last run comes back with
+`isDecommissioned: true` (mapped to `health_state: decommissioned`, `edr_protected: false`) instead of
+vanishing and being marked missing on the next full run.
+
 Incremental runs send `updatedAt__gt=<cursor>`, the largest `updatedAt` the last run saw (microsecond
 precision, so `__gt` skips nothing). API tokens are static: an expired or revoked token is a 401 that fails
 the run as a configuration error (there is nothing to refresh).
@@ -34,6 +39,8 @@ class SentinelOneSettings(ConnectorSettings):
     page_size: int = Field(default=MAX_PAGE, ge=1, le=MAX_PAGE, description="Agents per page (`limit`)")
     account_ids: list[str] = Field(default_factory=list, description="Only these accounts (`accountIds`)")
     site_ids: list[str] = Field(default_factory=list, description="Only these sites (`siteIds`)")
+    include_decommissioned: bool = Field(default=True, description="Read decommissioned agents too "
+                                                                   "(`isDecommissioned=true,false`)")
     timeout_s: float = Field(default=60, gt=0, description="Read timeout of one request, in seconds")
 
     @field_validator("base_url")
@@ -62,6 +69,8 @@ class SentinelOneAgents(HttpStream):
             params["accountIds"] = ",".join(config.account_ids)
         if config.site_ids:
             params["siteIds"] = ",".join(config.site_ids)
+        if config.include_decommissioned:
+            params["isDecommissioned"] = "true,false"
         if state.cursor and not state.full:
             params["updatedAt__gt"] = state.cursor
         return params

@@ -1,5 +1,8 @@
 """Compiled mappings: one raw source record in, one `Observation` out, fast.
 
+Longer than 500 lines because the compiler and the per-record hot loop share private closures that are
+kept together for speed (see bench/bench_merge.py).
+
 Everything that can be decided once is decided when the mapping loads: expressions are compiled (plain
 dotted paths become dict look-ups, only real JMESPath goes through `jmespath`), transforms are built,
 constants are evaluated, and each field becomes one closure. `StreamMapping.map` is then a tight loop

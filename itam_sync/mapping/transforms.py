@@ -1,5 +1,8 @@
 """The closed set of named transforms a mapping may apply to a source value.
 
+Longer than 500 lines because it is the one closed table of transforms, each a few lines; splitting
+it would scatter the vocabulary a mapping author reads in one place.
+
 A mapping lists transforms by name (`transforms: [strip, email]`) or, for the ones that take a
 parameter, as a one-key dict (`{split: ","}`, `{map: {A: active}, default: active}`, `{date: "%m/%d/%Y"}`).
 Each transform is a plain function value -> value, built once when the mapping loads:

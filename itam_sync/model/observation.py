@@ -21,3 +21,24 @@ class Observation:
     source_key: str
     fields: dict[str, Any]
     observed_at: str | None = None
+
+
+@dataclass(slots=True)
+class SourceValues:
+    """One live source record's mapped fields."""
+
+    source: str
+    fields: dict[str, Any]
+    observed_at: str | None
+    record_id: int | None = None
+
+
+@dataclass(slots=True)
+class Override:
+    """An operator's value for a field, with who and why."""
+
+    field: str
+    value: Any
+    reason: str
+    actor: str | None
+    created_at: str

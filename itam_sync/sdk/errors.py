@@ -7,6 +7,7 @@ vendor want us to wait" and "what should the user fix" are decided in exactly on
 from __future__ import annotations
 
 import email.utils
+import json
 import re
 import time
 from collections.abc import Callable
@@ -69,6 +70,16 @@ class RateLimitedError(Exception):
 
 class TransientError(Exception):
     """Internal: a transient failure (5xx, connection error, timeout); tenacity backs off and retries."""
+
+    def __init__(self, message: str, *, status: int | None, url: str | None) -> None:
+        super().__init__(message)
+        self.status, self.url = status, url
+
+
+class QuotaWindowError(Exception):
+    """Internal: throttled with no hint of when to come back, by a source whose `RateLimit` policy says
+    "wait for the quota window". `HttpClient` waits in steps for up to one window instead of backing off
+    a few seconds and giving up (tenacity does not retry this one)."""
 
     def __init__(self, message: str, *, status: int | None, url: str | None) -> None:
         super().__init__(message)
@@ -195,6 +206,13 @@ def _classify_exception(exc: BaseException) -> Decision:
         return Decision(Action.FAIL_CONFIG, None, f"TLS error ({name}); check the URL and the CA bundle")
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         return Decision(Action.RETRY, None, f"{name} talking to the source")
+    # A body cut short (IncompleteRead while reading the chunks) or a 2xx body that does not decode as JSON:
+    # the connection dropped mid-answer, like a reset. Retried; a body that stays broken fails after the
+    # attempts with what it looked like.
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return Decision(Action.RETRY, None, f"truncated response body ({name})")
+    if isinstance(exc, json.JSONDecodeError | requests.exceptions.JSONDecodeError):
+        return Decision(Action.RETRY, None, f"response body is not complete JSON ({name})")
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
                   | requests.exceptions.InvalidSchema):
         return Decision(Action.FAIL_CONFIG, None, f"invalid URL ({name}); check the base URL setting")

@@ -1,8 +1,10 @@
 """The one HTTP client every REST connector uses: session, timeouts, retries, paging, redacted logging.
 
-Retries come from tenacity and the `errors.classify` table: transient failures back off exponentially with
-jitter, throttling sleeps exactly what the server asked (Retry-After or a vendor reset header), and a 401
-on a token auth refreshes the token once. Nothing here logs headers, and URLs are logged redacted.
+Retries come from tenacity and the `errors.classify` table: transient failures (5xx, resets, a body cut
+short or not decoding as JSON) back off exponentially with jitter, throttling sleeps exactly what the server
+asked (Retry-After or a vendor reset header), and a 401 on a token auth refreshes the token once. A
+connector may declare its source's quota (`RateLimit`): the client then paces itself to a budget and waits
+out a hint-less 429 for the quota window. Nothing here logs headers, and URLs are logged redacted.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from itam_sync import __version__
 from itam_sync.sdk.errors import (
     Action,
     HttpError,
+    QuotaWindowError,
     RateLimitedError,
     TransientError,
     classify,
@@ -36,6 +39,7 @@ from itam_sync.sdk.errors import (
     snippet,
 )
 from itam_sync.sdk.pagination import PageRequest, Paginator, get_path
+from itam_sync.sdk.ratelimit import RateLimit, RequestPacer
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,8 @@ def _notify(kind: str, value: float) -> None:
 class HttpClient:
     """A `requests.Session` bound to a base URL and an auth, with retries, paging and redacted logging.
 
-    `sleep` and `clock` (wall clock, for epoch reset headers) are injectable so tests run without waiting.
+    `sleep` and `clock` (wall clock, for epoch reset headers and the request budget) are injectable so tests
+    run without waiting. `rate_limit` declares the source's quota (see `itam_sync.sdk.ratelimit`).
     """
 
     def __init__(
@@ -85,6 +90,7 @@ class HttpClient:
         extra_headers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         backoff: Callable[[RetryCallState], float] | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
@@ -97,6 +103,9 @@ class HttpClient:
         self.sleep, self._clock = sleep, clock  # public: tests swap `sleep` to assert waits
         # 1 s, 2 s, 4 s ... up to 60 s, each plus up to 1 s of jitter so parallel workers don't retry in step.
         self._backoff = backoff or wait_exponential_jitter(initial=1, max=60, jitter=1)
+        self.rate_limit = rate_limit or RateLimit()
+        self.pacer = RequestPacer(self.rate_limit, clock, lambda s: self.sleep(s), redact_url(self.base_url))
+        self.requests_sent = 0  # every HTTP request this client made, retries and probes included
 
     def url(self, path_or_url: str) -> str:
         """An absolute URL is used verbatim; a path is appended to the base URL (keeping the base's path)."""
@@ -108,11 +117,17 @@ class HttpClient:
                 json: Any = None, data: Any = None,
                 headers: Mapping[str, str] | None = None) -> requests.Response:
         """Send a request with retries; return a 2xx/3xx response or raise HttpError."""
+        return self._call(method, path_or_url, {"params": params, "json": json, "data": data,
+                                                "headers": headers}, decode=False)[0]
+
+    def _call(self, method: str, path_or_url: str, kwargs: dict[str, Any],
+              decode: bool) -> tuple[requests.Response, Any]:
+        """Send with retries; with `decode`, the JSON body is read inside the retried attempt, so a body cut
+        short or garbled in transit is retried like a reset connection (the classification table says so)."""
         url = self.url(path_or_url)
-        kwargs: dict[str, Any] = {"params": params, "json": json, "data": data, "headers": headers}
         refreshed = False
 
-        def attempt() -> requests.Response:
+        def attempt() -> tuple[requests.Response, Any]:
             nonlocal refreshed
             response = self._send(method, url, kwargs)
             invalidate = getattr(self.auth, "invalidate", None)
@@ -123,7 +138,8 @@ class HttpClient:
                 log.info("401 from %s: refreshing the token and retrying once", redact_url(url))
                 invalidate()
                 response = self._send(method, url, kwargs)
-            return self._check(response)
+            response = self._check(response)
+            return response, (self._decode(response) if decode else None)
 
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts),
@@ -133,15 +149,38 @@ class HttpClient:
             before_sleep=self._log_retry,
             reraise=True,
         )
-        try:
-            return retrying(attempt)
-        except (RateLimitedError, TransientError) as exc:
-            last = f"HTTP {exc.status}" if exc.status else type(exc.__cause__).__name__
-            raise HttpError(f"gave up on {method} {redact_url(exc.url or url)} after {self.max_attempts} "
-                            f"attempts (last: {last})", status=exc.status, url=exc.url or url,
-                            kind="system") from exc
+        steps = iter(self.rate_limit.window_steps())
+        waited = 0.0
+        while True:
+            try:
+                return retrying(attempt)
+            except (RateLimitedError, TransientError) as exc:
+                if exc.status is None:
+                    last = type(exc.__cause__).__name__
+                elif exc.status >= 300:
+                    last = f"HTTP {exc.status}"
+                else:
+                    last = str(exc)  # a 2xx whose body stayed broken: say what it looked like
+                raise HttpError(f"gave up on {method} {redact_url(exc.url or url)} after {self.max_attempts} "
+                                f"attempts (last: {last})", status=exc.status, url=exc.url or url,
+                                kind="system") from exc
+            except QuotaWindowError as exc:
+                step = next(steps, None)
+                if step is None:
+                    raise HttpError(f"{exc}: still throttled after waiting {waited / 60:.0f} min, a whole quota "
+                                    f"window; other tokens of the tenant may be using up "
+                                    f"{self.rate_limit.describe()}, or lower this connector's request budget",
+                                    status=exc.status, url=exc.url or url, kind="system") from exc
+                waited += step
+                log.warning("%s, with no hint when to come back; the source allows %s: waiting %.0f s for the "
+                            "quota window (%.0f of at most %.0f min)", exc, self.rate_limit.describe(), step,
+                            waited / 60, (self.rate_limit.window_s + 60) / 60)
+                _notify("rate_limit_wait", step)
+                self.sleep(step)
 
     def _send(self, method: str, url: str, kwargs: dict[str, Any]) -> requests.Response:
+        self.pacer.acquire()
+        self.requests_sent += 1
         started = time.perf_counter()
         try:
             response = self.session.request(method, url, auth=self.auth, timeout=self.timeout, **kwargs)
@@ -163,6 +202,8 @@ class HttpClient:
         if decision.action is Action.OK:
             return response
         if decision.action is Action.WAIT:
+            if decision.wait is None and self.rate_limit.wait_without_headers == "window":
+                raise QuotaWindowError(decision.message, status=status, url=url)
             raise RateLimitedError(decision.message, wait=decision.wait, status=status, url=url)
         if decision.action is Action.RETRY:
             raise TransientError(decision.message, status=status, url=url)
@@ -184,22 +225,28 @@ class HttpClient:
 
     def get_json(self, path_or_url: str, params: Mapping[str, Any] | None = None,
                  headers: Mapping[str, str] | None = None) -> Any:
-        """GET and decode JSON; a body that is not JSON raises HttpError."""
-        return self._json(self.request("GET", path_or_url, params=params, headers=headers))
+        """GET and decode JSON; a body that is not JSON is retried, then raises HttpError."""
+        return self._call("GET", path_or_url, {"params": params, "headers": headers}, decode=True)[1]
 
     def request_json(self, method: str, path_or_url: str, params: Mapping[str, Any] | None = None,
                      json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
-        """Send any request (e.g. a POST report or search) and decode JSON; a non-JSON body raises HttpError."""
-        return self._json(self.request(method, path_or_url, params=params, json=json, headers=headers))
+        """Send any request (e.g. a POST report or search) and decode JSON; a non-JSON body is retried, then
+        raises HttpError."""
+        return self._call(method, path_or_url, {"params": params, "json": json, "headers": headers},
+                          decode=True)[1]
 
     @staticmethod
-    def _json(response: requests.Response) -> Any:
+    def _decode(response: requests.Response) -> Any:
+        """The JSON body; one that does not decode goes through the classification table (transient)."""
         try:
             return response.json()
-        except ValueError:
-            raise HttpError(f"malformed page from {redact_url(response.url)} ({response.status_code}): "
-                            f"not JSON: {snippet(response, 120)!r}", status=response.status_code,
-                            url=response.url) from None
+        except ValueError as exc:
+            decision = classify(exc)
+            message = (f"malformed page from {redact_url(response.url)} ({response.status_code}): not JSON: "
+                       f"{snippet(response, 120)!r}")
+            if decision.action is Action.RETRY:
+                raise TransientError(message, status=response.status_code, url=response.url) from exc
+            raise HttpError(message, status=response.status_code, url=response.url) from None
 
     def paginate(self, path: str, paginator: Paginator, params: Mapping[str, Any] | None = None,
                  records_path: str | None = None,
@@ -225,8 +272,8 @@ class HttpClient:
                 raise HttpError(f"refusing to follow a next link to another host: {redact_url(page.url)}",
                                 url=page.url)
             seen.add(page.key())
-            response = self.request("GET", page.url, params=page.params, headers=headers)
-            body = self._json(response)
+            response, body = self._call("GET", page.url, {"params": page.params, "headers": headers},
+                                        decode=True)
             records = body if records_path is None else get_path(body, records_path)
             if not isinstance(records, list):
                 raise HttpError(f"malformed page from {redact_url(response.url)}: no list at "

@@ -8,11 +8,11 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 
 from itam_sync.store.db import open_engine
-from itam_sync.store.repository import Repository
+from itam_sync.store.repos import Repos
 
 
 class Store:
-    """An opened, migrated store. Use `begin()` for a transaction with a Repository."""
+    """An opened, migrated store. Use `begin()` for a transaction with a Repos."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -22,16 +22,16 @@ class Store:
         return cls(open_engine(url))
 
     @contextmanager
-    def begin(self, immediate: bool = False) -> Iterator[Repository]:
+    def begin(self, immediate: bool = False) -> Iterator[Repos]:
         """A transaction; `immediate` takes the store's write lock up front (sync runs, operator edits): SQLite's
-        BEGIN IMMEDIATE, or on PostgreSQL a transaction-scoped advisory lock (`Repository.write_lock`)."""
+        BEGIN IMMEDIATE, or on PostgreSQL a transaction-scoped advisory lock (`Repos.write_lock`)."""
         with self.engine.connect() as conn:
             if immediate:
                 conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
-                repo = Repository(conn)
+                repo = Repos(conn)
                 if immediate:
-                    repo.write_lock()
+                    repo.db.write_lock()
                 yield repo
 
     @property
@@ -43,4 +43,4 @@ class Store:
         self.engine.dispose()
 
 
-__all__ = ["Repository", "Store"]
+__all__ = ["Repos", "Store"]

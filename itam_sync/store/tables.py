@@ -177,7 +177,7 @@ Index("ix_merge_log_entity", merge_log.c.entity_id, merge_log.c.id)
 Index("ix_source_records_conn", source_records.c.connector, source_records.c.missing)
 # Web lists (migration 0004): counts and filters by presence. Migration 0004 also adds partial expression
 # indexes on golden fields (asset hostname, assigned_to, kind, lifecycle_state; person status), which are
-# dialect-specific and so live only in the migration (see Repository._gx).
+# dialect-specific and so live only in the migration (see Repos._gx).
 Index("ix_entities_type_status", entities.c.entity_type, entities.c.status)
 
 # -- publishing: sinks and reminders (issue 8) ------------------------------------------------------------

@@ -173,7 +173,7 @@ def build_api() -> APIRouter:
                format: Annotated[Literal["json", "csv"], Query()] = "json") -> ReportOut | Response:
         """A report's rows (JSON, or CSV with format=csv): coverage-gaps, stale-devices, offboarding, unowned,
         warranty, renewals, seats, spend, kpis."""
-        from itam_sync.operations import OperationError
+        from itam_sync.engine.operations import OperationError
         from itam_sync.web.service import NotFound
 
         runner = request.app.state.reports

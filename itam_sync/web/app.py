@@ -21,14 +21,14 @@ from fastapi.staticfiles import StaticFiles
 from itam_sync import __version__
 from itam_sync.settings import Settings
 from itam_sync.store import Store
-from itam_sync.web.auth import COOKIE, TokenAuth, configured_tokens, is_loopback
-from itam_sync.web.pages import LoginRequired, SignIn, build_pages, render, render_login
+from itam_sync.web.auth import TokenAuth, configured_tokens, is_loopback, set_session_cookie
+from itam_sync.web.pages import LoginRequired, SignIn, build_pages
+from itam_sync.web.render import render, render_login
 from itam_sync.web.reporting import ReportRunner
 from itam_sync.web.service import BadInput, NotFound, WebService
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-SESSION_MAX_AGE = 12 * 3600
 
 
 def create_app(settings: Settings, tokens: list[str] | None = None, store: Store | None = None) -> FastAPI:
@@ -104,9 +104,3 @@ def create_app(settings: Settings, tokens: list[str] | None = None, store: Store
     app.include_router(build_api())
     app.include_router(build_pages())
     return app
-
-
-def set_session_cookie(request: Request, resp: Response, auth: TokenAuth, token: str) -> None:
-    """Sign a browser in: an HttpOnly cookie holding a session value derived from the token."""
-    resp.set_cookie(COOKIE, auth.session_for(token), max_age=SESSION_MAX_AGE, httponly=True, samesite="lax",
-                    secure=request.url.scheme == "https", path="/")

@@ -19,6 +19,9 @@ import secrets
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode
 
+from fastapi import Request
+from fastapi.responses import Response
+
 from itam_sync.settings import ConfigError, Settings, resolve_secrets
 
 log = logging.getLogger(__name__)
@@ -107,3 +110,12 @@ class RedactTokenFilter(logging.Filter):
             q = strip_token(query)
             record.args = (*args[:2], f"{path}?{q + '&' if q else ''}token=[redacted]", *args[3:])
         return True
+
+
+SESSION_MAX_AGE = 12 * 3600
+
+
+def set_session_cookie(request: Request, resp: Response, auth: TokenAuth, token: str) -> None:
+    """Sign a browser in: an HttpOnly cookie holding a session value derived from the token."""
+    resp.set_cookie(COOKIE, auth.session_for(token), max_age=SESSION_MAX_AGE, httponly=True, samesite="lax",
+                    secure=request.url.scheme == "https", path="/")

@@ -3,31 +3,26 @@ live search and auto-submitting filters)."""
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from fastapi.responses import RedirectResponse, Response
 
-from itam_sync import __version__
-from itam_sync.audit import age_of
 from itam_sync.model.canonical import EntityType
-from itam_sync.web.auth import COOKIE, TokenAuth, bearer_token, strip_token
+from itam_sync.web.auth import COOKIE, TokenAuth, bearer_token, set_session_cookie, strip_token
+from itam_sync.web.render import _safe_next, int_param, render, render_login
+from itam_sync.web.reporting import add_report_pages
 from itam_sync.web.service import (
     COLLECTIONS,
     KIND_CHOICES,
     STATUS_FIELD,
-    BadInput,
     ListQuery,
     WebService,
 )
 
 log = logging.getLogger(__name__)
-TEMPLATES = Path(__file__).parent / "templates"
 
 # Columns of each list page: (field, heading).
 COLUMNS: dict[EntityType, list[tuple[str, str]]] = {
@@ -63,88 +58,6 @@ class SignIn(Exception):
         self.target = target
 
 
-# -- template helpers ---------------------------------------------------------------------------------
-def fmt(value: Any) -> str:
-    """A golden value for display."""
-    if value is None or value == "" or value == []:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(fmt(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def num(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return fmt(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if value.is_integer() else f"{value:,.2f}"
-    return str(value)
-
-
-def _templates() -> Jinja2Templates:
-    t = Jinja2Templates(directory=str(TEMPLATES))
-    t.env.filters.update(fmt=fmt, pretty=pretty, num=num)
-    t.env.globals.update(version=__version__)
-    return t
-
-
-_TEMPLATES = _templates()
-
-
-def with_params(request: Request, **changes: Any) -> str:
-    """The current URL with some query parameters changed (None removes one)."""
-    params = dict(parse_qsl(request.url.query, keep_blank_values=False))
-    params.pop("token", None)
-    for k, v in changes.items():
-        if v is None or v == "":
-            params.pop(k, None)
-        else:
-            params[k] = str(v)
-    q = urlencode(params)
-    return request.url.path + ("?" + q if q else "")
-
-
-def render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
-    auth: TokenAuth = request.app.state.auth
-    ctx.setdefault("nav", "")
-    ctx.update(status_code=status_code, auth_enabled=auth.enabled, with_params=lambda **kw: with_params(request, **kw),
-               reports_enabled=_reports_available())
-    return _TEMPLATES.TemplateResponse(request, name, ctx, status_code=status_code)
-
-
-def render_login(request: Request, error: str | None, status_code: int = 200) -> HTMLResponse:
-    target = request.url.path + (f"?{strip_token(request.url.query)}" if strip_token(request.url.query) else "")
-    if request.url.path in ("/login", "/logout"):
-        target = _safe_next(request.query_params.get("next"))
-    return render(request, "login.html", status_code=status_code, error=error, next=target, nav="login")
-
-
-def _safe_next(value: str | None) -> str:
-    """Only local paths: a sign-in link must not bounce the browser to another site."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
-
-
-def _reports_available() -> bool:
-    from itam_sync.web.reporting import reports_available
-
-    return reports_available()
-
-
-# -- auth -----------------------------------------------------------------------------------------------
 def require_browser(request: Request) -> None:
     """A page needs the session cookie, a bearer token, or a one-time `?token=` (swapped for the cookie)."""
     auth: TokenAuth = request.app.state.auth
@@ -163,22 +76,13 @@ def require_browser(request: Request) -> None:
     raise LoginRequired()
 
 
-def _int(request: Request, name: str) -> int | None:
-    v = request.query_params.get(name)
-    if v is None or v == "":
-        return None
-    if not (v.isascii() and v.isdigit()) or len(v) > 18:
-        raise BadInput(f"{name} must be a whole number, not {v!r}")
-    return int(v)
-
-
 def _service(request: Request) -> WebService:
     svc: WebService = request.app.state.service
     return svc
 
 
 def _limit(request: Request) -> int:
-    n = _int(request, "limit")
+    n = int_param(request, "limit")
     default: int = request.app.state.settings.web.page_size
     return max(1, min(n, 500)) if n else default
 
@@ -189,7 +93,7 @@ def list_query(request: Request, etype: EntityType) -> ListQuery:
     presence = p.get("presence") if p.get("presence") in ("active", "missing") else None
     return ListQuery(q=p.get("q", "")[:200], kind=p.get("kind") or None, status=p.get("status") or None,
                      source=p.get("source") or None, presence=presence, conflict=conflict,
-                     after=_int(request, "after"), before=_int(request, "before"), limit=_limit(request))
+                     after=int_param(request, "after"), before=int_param(request, "before"), limit=_limit(request))
 
 
 # -- routes ---------------------------------------------------------------------------------------------
@@ -206,7 +110,7 @@ def build_pages() -> APIRouter:
 
     @public.post("/login")
     async def login(request: Request) -> Response:
-        from itam_sync.web.app import set_session_cookie
+
 
         auth: TokenAuth = request.app.state.auth
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
@@ -259,7 +163,7 @@ def build_pages() -> APIRouter:
                           search_hint=SEARCH_HINTS[etype])
 
         def entity_page(request: Request, ref: str) -> Response:
-            before = _int(request, "before")
+            before = int_param(request, "before")
             as_of = request.query_params.get("as_of", "").strip()
             if as_of:
                 then = _service(request).as_of(etype, ref, as_of)
@@ -284,14 +188,14 @@ def build_pages() -> APIRouter:
     def conflicts(request: Request) -> Response:
         status = request.query_params.get("status", "open")
         status = status if status in ("open", "resolved", "all") else "open"
-        page = _service(request).conflicts(None if status == "all" else status, _int(request, "after"),
+        page = _service(request).conflicts(None if status == "all" else status, int_param(request, "after"),
                                            _limit(request))
         return render(request, "conflicts.html", nav="conflicts", page=page, status=status)
 
     @pages.get("/runs")
     def runs(request: Request) -> Response:
         p = request.query_params
-        page = _service(request).runs(_int(request, "before"), _limit(request), p.get("connector") or None,
+        page = _service(request).runs(int_param(request, "before"), _limit(request), p.get("connector") or None,
                                       p.get("status") or None)
         return render(request, "runs.html", nav="runs", page=page, connector=p.get("connector", ""),
                       status=p.get("status", ""), sources=_service(request).sources())
@@ -306,8 +210,6 @@ def build_pages() -> APIRouter:
         p = request.query_params
         result = _service(request).verify(p.get("anchor") or None) if p.get("verify") == "1" else None
         return render(request, "audit.html", nav="audit", result=result, anchor=p.get("anchor", ""))
-
-    from itam_sync.web.reporting import add_report_pages
 
     add_report_pages(pages)
     router = APIRouter(include_in_schema=False)
@@ -326,10 +228,3 @@ def _entity_title(etype: EntityType, fields: list[Any]) -> str:
     return str(values.get("product") or "Subscription")
 
 
-def age(at: str | None) -> str:
-    from datetime import UTC, datetime
-
-    return age_of(at, datetime.now(UTC))
-
-
-_TEMPLATES.env.filters["age"] = age

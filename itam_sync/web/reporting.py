@@ -1,4 +1,4 @@
-"""Reports in the web UI and API: itam_sync.reports computes them; this module runs them for a request
+"""Reports in the web UI and API: itam_sync.insight.reports computes them; this module runs them for a request
 (with a short cache: a report reads every golden record), picks a chart per report and renders the pages.
 
 Charts are horizontal SVG bars rendered on the server (charts.py); a report this module has no chart for
@@ -22,18 +22,10 @@ from markupsafe import Markup
 from itam_sync.settings import Settings
 from itam_sync.store import Store
 from itam_sync.web.charts import bar_chart
+from itam_sync.web.render import int_param, render
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 300.0
-
-
-def reports_available() -> bool:
-    """Whether the reports module is installed (it is part of itam-sync; a trimmed build may lack it)."""
-    try:
-        import itam_sync.reports  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @dataclass
@@ -114,7 +106,7 @@ def chart_for(name: str, rows: list[dict[str, Any]]) -> Chart | None:
 class PreparedReport:
     """A report result with its rows as dicts and its chart, ready for a page or the API."""
 
-    result: Any  # itam_sync.reports.ReportResult
+    result: Any  # itam_sync.insight.reports.ReportResult
     rows: list[dict[str, Any]]
     chart: Markup | None
 
@@ -130,18 +122,18 @@ class ReportRunner:
         self._lock = threading.Lock()
 
     def infos(self) -> list[Any]:
-        from itam_sync.reports import list_reports
+        from itam_sync.insight.reports import list_reports
 
         return list_reports()
 
     def info(self, name: str) -> Any:
-        from itam_sync.reports import get_report
+        from itam_sync.insight.reports import get_report
 
         return get_report(name)
 
     def run(self, name: str, days: int | None, fresh: bool = False) -> PreparedReport:
         """The prepared report `name` (UnknownReport / OperationError for a bad name or days)."""
-        from itam_sync.reports import run_report
+        from itam_sync.insight.reports import run_report
 
         key = (name, days)
         with self._lock:
@@ -161,22 +153,19 @@ class ReportRunner:
 
 def add_report_pages(router: APIRouter) -> None:
     """/reports (the menu) and /reports/{name} (a chart and the table; CSV and JSON links)."""
-    from itam_sync.web.pages import _int, render
     from itam_sync.web.service import BadInput
 
     @router.get("/reports")
     def reports_index(request: Request) -> Response:
-        if not reports_available():
-            return render(request, "error.html", status_code=404, nav="reports", message="reports are not installed")
         runner: ReportRunner = request.app.state.reports
         return render(request, "reports.html", nav="reports", reports=runner.infos())
 
     @router.get("/reports/{name}")
     def report_page(request: Request, name: str) -> Response:
-        from itam_sync.operations import OperationError
+        from itam_sync.engine.operations import OperationError
 
         runner: ReportRunner = request.app.state.reports
-        days = _int(request, "days")
+        days = int_param(request, "days")
         try:
             info = runner.info(name)
             report = runner.run(name, days, fresh=request.query_params.get("fresh") == "1")

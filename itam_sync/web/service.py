@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from itam_sync.audit import explain
-from itam_sync.identity import WEAK_PREFIX
+from itam_sync.audit.explain import explain
+from itam_sync.engine.identity import WEAK_PREFIX
+from itam_sync.engine.operations import OperationError, find_entity
 from itam_sync.model.canonical import (
     ASSET_KINDS,
     FIELDS,
@@ -21,7 +22,6 @@ from itam_sync.model.canonical import (
     EntityType,
 )
 from itam_sync.model.identifiers import normalize_mac
-from itam_sync.operations import OperationError, find_entity
 from itam_sync.settings import Settings
 from itam_sync.store import Store
 from itam_sync.web.models import (
@@ -181,15 +181,15 @@ class WebService:
                                       conflict=query.conflict)
         limit = query.limit
         with self.store.begin() as repo:
-            rows = repo.web_entity_page(etype.value, after=query.after, before=query.before, limit=limit, **kwargs)
+            rows = repo.web.web_entity_page(etype.value, after=query.after, before=query.before, limit=limit, **kwargs)
             has_more = len(rows) > limit
             rows = rows[:limit]
             if query.before is not None:
                 rows.reverse()
             ids = [r[0] for r in rows]
-            sources = repo.web_sources_of(ids)
-            conflicted = repo.web_conflicted(ids)
-            total = repo.web_entity_count(etype.value, cap=COUNT_CAP, **kwargs) if count else None
+            sources = repo.web.web_sources_of(ids)
+            conflicted = repo.web.web_conflicted(ids)
+            total = repo.web.web_entity_count(etype.value, cap=COUNT_CAP, **kwargs) if count else None
         items = [_summary(eid, etype.value, g, s, sources.get(eid, []), eid in conflicted) for eid, g, s in rows]
         if query.before is not None:
             next_after = ids[-1] if ids else None
@@ -211,7 +211,7 @@ class WebService:
                 eid = find_entity(repo, ref, etype.value if etype else None)
             except OperationError as exc:
                 raise NotFound(str(exc)) from None
-            row = repo.web_entity(eid)
+            row = repo.web.web_entity(eid)
         if row is None:
             raise NotFound(f"no entity with id {eid}")
         return eid, row["entity_type"]
@@ -224,10 +224,10 @@ class WebService:
             raise NotFound(f"entity {eid} is {_a(actual)}, not {_a(etype.value)}")
         ex = explain(self.store, self.settings, str(eid), history=0)
         with self.store.begin() as repo:
-            row = repo.web_entity(eid)
-            records = repo.web_records(eid)
-            conflicts = repo.web_conflicts(status="open", entity_id=eid, limit=100)[:100]
-            hist = repo.web_history(eid, history_before, history_limit)
+            row = repo.web.web_entity(eid)
+            records = repo.web.web_records(eid)
+            conflicts = repo.web.web_conflicts(status="open", entity_id=eid, limit=100)[:100]
+            hist = repo.web.web_history(eid, history_before, history_limit)
             links = self._person_links(repo, [f for f in ex.fields if f.field in PERSON_REF_FIELDS])
             held: list[EntitySummary] = []
             if etype is EntityType.PERSON and row is not None:
@@ -252,7 +252,7 @@ class WebService:
         if actual != etype.value:
             raise NotFound(f"entity {eid} is {_a(actual)}, not {_a(etype.value)}")
         with self.store.begin() as repo:
-            return self._log_page(repo.web_history(eid, before, limit), limit)
+            return self._log_page(repo.web.web_history(eid, before, limit), limit)
 
     @staticmethod
     def _log_page(rows: list[dict[str, Any]], limit: int) -> LogPage:
@@ -269,7 +269,7 @@ class WebService:
                 continue
             ref = f.value.strip()
             key = f"email:{ref.lower()}" if "@" in ref else f"employee_id:{ref}"
-            pid = repo.entity_by_key(EntityType.PERSON.value, key)
+            pid = repo.entities.entity_by_key(EntityType.PERSON.value, key)
             if pid is not None:
                 out[f.field] = f"/people/{pid}"
         return out
@@ -282,15 +282,15 @@ class WebService:
             for item in v if isinstance(v, list) else [v]:
                 if isinstance(item, str) and item:
                     refs += [item, item.lower()] if "@" in item else [item]
-        rows = repo.web_assets_held(sorted(set(refs)))
-        sources = repo.web_sources_of([r[0] for r in rows])
-        conflicted = repo.web_conflicted([r[0] for r in rows])
+        rows = repo.web.web_assets_held(sorted(set(refs)))
+        sources = repo.web.web_sources_of([r[0] for r in rows])
+        conflicted = repo.web.web_conflicted([r[0] for r in rows])
         return [_summary(eid, "asset", g, s, sources.get(eid, []), eid in conflicted) for eid, g, s in rows]
 
     def as_of(self, etype: EntityType, ref: str, at: str) -> AsOfDetail:
         """The record as it stood at `at` (a date means the end of that day), rebuilt from the merge log."""
-        from itam_sync.audit_chain import parse_time
-        from itam_sync.timetravel import explain_as_of
+        from itam_sync.audit.chain import parse_time
+        from itam_sync.audit.timetravel import explain_as_of
 
         eid, actual = self.resolve(etype, ref)
         if actual != etype.value:
@@ -311,7 +311,7 @@ class WebService:
         """Walk the merge log's hash chain (every row: seconds on a large store)."""
         import time
 
-        from itam_sync.audit_chain import parse_anchor, verify_store
+        from itam_sync.audit.chain import parse_anchor, verify_store
 
         try:
             parsed = parse_anchor(anchor) if anchor else None
@@ -330,7 +330,7 @@ class WebService:
     # -- conflicts and runs ---------------------------------------------------------------------
     def conflicts(self, status: str | None, after: int | None, limit: int) -> ConflictPage:
         with self.store.begin() as repo:
-            rows = repo.web_conflicts(status=status, after=after, limit=limit)
+            rows = repo.web.web_conflicts(status=status, after=after, limit=limit)
         more = len(rows) > limit
         rows = rows[:limit]
         return ConflictPage(items=[_conflict(r) for r in rows], limit=limit,
@@ -339,7 +339,7 @@ class WebService:
     def runs(self, before: int | None, limit: int, connector: str | None = None,
              status: str | None = None) -> RunPage:
         with self.store.begin() as repo:
-            rows = repo.web_runs(before=before, limit=limit, connector=connector, status=status)
+            rows = repo.web.web_runs(before=before, limit=limit, connector=connector, status=status)
         more = len(rows) > limit
         rows = rows[:limit]
         return RunPage(items=[RunOut(**r) for r in rows], limit=limit,
@@ -347,15 +347,15 @@ class WebService:
 
     def run(self, run_id: int) -> RunOut:
         with self.store.begin() as repo:
-            rows = repo.web_runs(run_id=run_id, limit=1)
+            rows = repo.web.web_runs(run_id=run_id, limit=1)
         if not rows:
             raise NotFound(f"no sync run {run_id}")
         return RunOut(**rows[0])
 
     def overview(self) -> Overview:
         with self.store.begin() as repo:
-            o = repo.web_overview()
-            latest = repo.web_runs(limit=10)[:10]
+            o = repo.web.web_overview()
+            latest = repo.web.web_runs(limit=10)[:10]
         ent = o["entities"]
         return Overview(
             assets=ent.get("asset:active", 0), assets_missing=ent.get("asset:missing", 0),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from itam_sync.cli import main
+from itam_sync.cli.main import main
 from itam_sync.mapping.loader import MappingLoadError, load_mapping
 
 HERE = Path(__file__).resolve().parent

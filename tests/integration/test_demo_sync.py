@@ -12,14 +12,14 @@ def test_demo_full_sync_builds_golden_records(demo) -> None:  # type: ignore[no-
     assert result.exit_code == 0, result.output
     store = demo.store()
     with store.begin() as repo:
-        counts = repo.counts()
+        counts = repo.entities.counts()
         # 6 MDM devices + the EDR-only loaner and server + 2 procurement-only orders = 10 assets.
         assert counts["entities"] == {"asset:active": 10, "person:active": 6}
         assert counts["open_conflicts"] == 1
         assert counts["quarantined"] == 1
         laptop = golden_by_key(repo, "asset", "serial_number:C02FK1ABQ6L4")
         # Serial in three spellings ("C02FK1ABQ6L4", "c02f k1ab q6l4", "C02FK1ABQ6L4 ") is one laptop.
-        assert sorted(r.split("/")[0] for r in repo.source_keys_of([laptop["_id"]])[laptop["_id"]]) == [
+        assert sorted(r.split("/")[0] for r in repo.entities.source_keys_of([laptop["_id"]])[laptop["_id"]]) == [
             "edr", "mdm", "procurement"]
         # Reassigned: procurement's 2023 hand-out to Ana is older than 90 days, MDM says Bob now.
         assert laptop["assigned_to"] == ["bob.li@example.com", "mdm", "2026-11-25T07:45:00Z"]

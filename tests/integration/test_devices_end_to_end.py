@@ -28,15 +28,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.crowdstrike.connector import CrowdStrikeConnector
+from itam_sync.connectors.defender.connector import DefenderConnector
+from itam_sync.connectors.intune.connector import IntuneConnector
+from itam_sync.connectors.jamf.connector import JamfConnector
+from itam_sync.connectors.procurement.connector import ProcurementConnector
+from itam_sync.connectors.sentinelone.connector import SentinelOneConnector
 
-from connectors.crowdstrike.connector import CrowdStrikeConnector
-from connectors.defender.connector import DefenderConnector
-from connectors.intune.connector import IntuneConnector
-from connectors.jamf.connector import JamfConnector
-from connectors.procurement.connector import ProcurementConnector
-from connectors.sentinelone.connector import SentinelOneConnector
-from itam_sync.registry import Registry
-from itam_sync.runner import merge_pending, run_connector
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import merge_pending, run_connector
 from itam_sync.settings import (
     ConnectorConfig,
     EntityPrecedence,
@@ -46,7 +46,7 @@ from itam_sync.settings import (
     StoreConfig,
 )
 from itam_sync.store import Store
-from itam_sync.store.repository import Repository
+from itam_sync.store.repos import Repos
 from tests.tests_helpers import golden_by_key
 
 HERE = Path(__file__).resolve().parent
@@ -193,9 +193,9 @@ def source(golden: dict[str, Any], field: str) -> str:
     return golden[field][1]
 
 
-def set_rows(repo: Repository, eid: int) -> dict[str, dict[str, Any]]:
+def set_rows(repo: Repos, eid: int) -> dict[str, dict[str, Any]]:
     """The latest `set` row of each field of entity `eid`."""
-    return {r["field"]: r for r in repo.log_rows(entity_id=eid, action="set", limit=1000)}
+    return {r["field"]: r for r in repo.log.log_rows(entity_id=eid, action="set", limit=1000)}
 
 
 def test_devices_from_five_vendors_and_procurement_become_one_asset_each(tmp_path: Path,
@@ -206,33 +206,33 @@ def test_devices_from_five_vendors_and_procurement_become_one_asset_each(tmp_pat
     store = Store.open(settings.store.url)
     try:
         with store.begin() as repo:
-            counts = repo.counts()
+            counts = repo.entities.counts()
             assert counts["entities"].get("asset:active") == 5, (
                 f"want one asset per real device (MBP, HP, Dell, Dana's workstation, spare): {counts['entities']}")
             assert counts["quarantined"] == 0
 
             # -- serials in four spellings, one asset --------------------------------------------------
             mbp = golden_by_key(repo, "asset", MBP)
-            sources = repo.source_keys_of([mbp["_id"]])[mbp["_id"]]
+            sources = repo.entities.source_keys_of([mbp["_id"]])[mbp["_id"]]
             assert {s.split("/")[0] for s in sources} == {"jamf", "crowdstrike", "sentinelone", "procurement"}, sources
             assert value(mbp, "serial_number") == "C02FK1ABQ6L4"
             assert value(mbp, "hostname") == "lt-anna-mbp"
 
             hp = golden_by_key(repo, "asset", HP)
-            hp_sources = {s.split("/")[0] for s in repo.source_keys_of([hp["_id"]])[hp["_id"]]}
+            hp_sources = {s.split("/")[0] for s in repo.entities.source_keys_of([hp["_id"]])[hp["_id"]]}
             assert hp_sources == {"intune", "crowdstrike", "defender", "procurement"}, hp_sources
             # Defender has no serial: it joined on the Entra device id Intune reports.
-            assert repo.entity_by_key("asset", "entra_device_id:80fe8ff8-2624-418e-9591-41f0491218f9") == hp["_id"]
+            assert repo.entities.entity_by_key("asset", "entra_device_id:80fe8ff8-2624-418e-9591-41f0491218f9") == hp["_id"]
 
             dell = golden_by_key(repo, "asset", DELL)
             spare = golden_by_key(repo, "asset", SPARE)
-            assert [s.split("/")[0] for s in repo.source_keys_of([spare["_id"]])[spare["_id"]]] == ["procurement"]
+            assert [s.split("/")[0] for s in repo.entities.source_keys_of([spare["_id"]])[spare["_id"]]] == ["procurement"]
 
             # -- the VMware VMnet8 MAC joins nothing --------------------------------------------------
-            dana_id = repo.entity_by_key("asset", DANA_MAC)
+            dana_id = repo.entities.entity_by_key("asset", DANA_MAC)
             assert dana_id is not None and dana_id != hp["_id"], "Dana's workstation was joined to Bo's laptop"
-            assert repo.entity_by_key("asset", VMNET8_MAC) is None, "a VMware virtual MAC became a match key"
-            dana = repo.goldens([dana_id])[dana_id][1]
+            assert repo.entities.entity_by_key("asset", VMNET8_MAC) is None, "a VMware virtual MAC became a match key"
+            dana = repo.entities.goldens([dana_id])[dana_id][1]
             assert value(dana, "hostname") == "dana-lab-ws"
             # Kept as data (union of every source's MACs), just never used to join.
             assert "005056c00008" in value(hp, "mac_addresses")
@@ -240,9 +240,9 @@ def test_devices_from_five_vendors_and_procurement_become_one_asset_each(tmp_pat
 
             # -- the dock MAC: the link is refused and recorded -------------------------------------------
             assert len({mbp["_id"], hp["_id"], dell["_id"], dana_id, spare["_id"]}) == 5
-            assert repo.entity_by_key("asset", DOCK_MAC) == mbp["_id"]  # first seen on the MacBook (Jamf ran first)
-            dock = [c for c in repo.list_conflicts() if c["key"] == DOCK_MAC]
-            assert dock, f"no conflict recorded for the dock MAC shared by two serials: {repo.list_conflicts()}"
+            assert repo.entities.entity_by_key("asset", DOCK_MAC) == mbp["_id"]  # first seen on the MacBook (Jamf ran first)
+            dock = [c for c in repo.conflicts.list_conflicts() if c["key"] == DOCK_MAC]
+            assert dock, f"no conflict recorded for the dock MAC shared by two serials: {repo.conflicts.list_conflicts()}"
             assert {c["connector"] for c in dock} == {"crowdstrike"}
             assert all(c["other_entity_id"] == mbp["_id"] for c in dock), dock
             assert all("different serial_number" in c["reason"] for c in dock), dock
@@ -293,17 +293,17 @@ def test_devices_from_five_vendors_and_procurement_become_one_asset_each(tmp_pat
     store = Store.open(settings.store.url)
     try:
         with store.begin() as repo:
-            counts = repo.counts()
+            counts = repo.entities.counts()
             assert counts["entities"].get("asset:active") == 5, counts["entities"]
             assert "asset:missing" not in counts["entities"], counts["entities"]
-            assert repo.entity_by_key("asset", DELL) == dell["_id"], "the re-imaged laptop became a new asset"
+            assert repo.entities.entity_by_key("asset", DELL) == dell["_id"], "the re-imaged laptop became a new asset"
             after = golden_by_key(repo, "asset", DELL)
             assert (value(after, "hostname"), source(after, "hostname")) == ("lt-carl-new", "crowdstrike")
             assert value(after, "os_version") == "Windows 11"
-            falcon = [s for s in repo.source_keys_of([dell["_id"]])[dell["_id"]] if s.startswith("crowdstrike/")]
+            falcon = [s for s in repo.entities.source_keys_of([dell["_id"]])[dell["_id"]] if s.startswith("crowdstrike/")]
             assert falcon == ["crowdstrike/hosts/cs0000000000000000000000000ca410 (missing)",
                               "crowdstrike/hosts/cs0000000000000000000000000ca412"], falcon
-            hostname_rows = [r for r in repo.log_rows(entity_id=dell["_id"], action="set") if r["field"] == "hostname"]
+            hostname_rows = [r for r in repo.log.log_rows(entity_id=dell["_id"], action="set") if r["field"] == "hostname"]
             assert [(r["old"], r["new"], r["source"], r["rule"]) for r in hostname_rows] == [
                 (None, "lt-carl-old", "crowdstrike", "precedence:default"),
                 ("lt-carl-old", "lt-carl-new", "crowdstrike", "precedence:default")], hostname_rows

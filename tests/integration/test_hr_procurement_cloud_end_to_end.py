@@ -35,17 +35,17 @@ from azure.core.pipeline.transport import HttpTransport
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from googleapiclient.http import HttpMockSequence
+from itam_sync.connectors.aws.connector import AwsConnector
+from itam_sync.connectors.azure.connector import AzureConnector
+from itam_sync.connectors.bamboohr.connector import BambooHRConnector
+from itam_sync.connectors.gcp.connector import GcpConnector
+from itam_sync.connectors.intune.connector import IntuneConnector
+from itam_sync.connectors.procurement.connector import ProcurementConnector
 from moto import mock_aws
 from tests_helpers import golden_by_key  # type: ignore[import-not-found]
 
-from connectors.aws.connector import AwsConnector
-from connectors.azure.connector import AzureConnector
-from connectors.bamboohr.connector import BambooHRConnector
-from connectors.gcp.connector import GcpConnector
-from connectors.intune.connector import IntuneConnector
-from connectors.procurement.connector import ProcurementConnector
-from itam_sync.registry import Registry
-from itam_sync.runner import merge_pending, run_connector
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import merge_pending, run_connector
 from itam_sync.settings import (
     ConnectorConfig,
     EntityPrecedence,
@@ -230,7 +230,7 @@ def test_hr_procurement_mdm_and_clouds_merge_into_one_store(
             holder = golden_by_key(repo, "person", f"email:{holder_email}")
             olle = golden_by_key(repo, "person", "email:olle.svensson@example.com")
             lars = golden_by_key(repo, "person", "email:lars.ek@example.com")
-            assets = [golden for _, golden, _status in repo.iter_entities("asset")]
+            assets = [golden for _, golden, _status in repo.entities.iter_entities("asset")]
     finally:
         store.close()
 

@@ -18,8 +18,8 @@ from tests_helpers import golden_by_key  # type: ignore[import-not-found]
 def _snapshot(demo):  # type: ignore[no-untyped-def]
     store = demo.store()
     with store.begin() as repo:
-        snap = (repo.counts(), list(repo.iter_entities("asset")), list(repo.iter_entities("person")),
-                repo.get_cursors("mdm"))
+        snap = (repo.entities.counts(), list(repo.entities.iter_entities("asset")), list(repo.entities.iter_entities("person")),
+                repo.runs.get_cursors("mdm"))
     store.close()
     return snap
 
@@ -60,6 +60,6 @@ def test_sigkill_mid_run_keeps_last_good_state(demo) -> None:  # type: ignore[no
     assert [r["status"] for r in runs[:2]] == ["success", "interrupted"]
     store = demo.store()
     with store.begin() as repo:
-        assert repo.counts()["missing_records"] == 0
+        assert repo.entities.counts()["missing_records"] == 0
         assert golden_by_key(repo, "asset", "serial_number:C02FK1ABQ6L4")["assigned_to"][0] == "bob.li@example.com"
     store.close()

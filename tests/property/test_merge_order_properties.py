@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from itam_sync.registry import Registry
-from itam_sync.runner import merge_pending, run_connector
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import merge_pending, run_connector
 from itam_sync.sdk.connector import Connector, ConnectorSettings, Stream, StreamState
 from itam_sync.settings import ConnectorConfig, PrecedenceConfig, Settings, StoreConfig
 from itam_sync.store import Store
@@ -164,8 +164,8 @@ def _sync(template: Path, workdir: Path, data: dict[str, dict[str, list[dict[str
         out = []
         with store.begin() as repo:
             for etype in ("asset", "person"):
-                items = list(repo.iter_entities(etype))
-                feeds = repo.source_keys_of([eid for eid, _, _ in items])
+                items = list(repo.entities.iter_entities(etype))
+                feeds = repo.entities.source_keys_of([eid for eid, _, _ in items])
                 for eid, golden, status in items:
                     if status == "merged":
                         continue

@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 from click.testing import CliRunner
 
-from itam_sync.cli import main
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, merge_pending, run_connector
+from itam_sync.cli.main import main
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, merge_pending, run_connector
 from itam_sync.settings import Settings, load_settings
 from itam_sync.store import Store
 

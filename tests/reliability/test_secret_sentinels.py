@@ -33,9 +33,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from reliability_helpers import ROOT, SMALL_PAGES, settings_of, sync_all  # type: ignore[import-not-found]
 
 from itam_sync import sandbox
-from itam_sync.cli import main
-from itam_sync.registry import Registry
-from itam_sync.runner import run_connector
+from itam_sync.cli.main import main
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import run_connector
 from itam_sync.sdk.http import HttpClient
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from itam_sync.connectors.sinks.snipeit.sink import SnipeItSink, _money_digits, _months
 
-from connectors.sinks.snipeit.sink import SnipeItSink, _money_digits, _months
-from itam_sync.events import key_order, resume_file, strongest_key
+from itam_sync.publish.events import key_order, resume_file, strongest_key
 
 
 def test_strongest_key_follows_the_identity_order() -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from itam_sync.cli import main
+from itam_sync.cli.main import main
+from itam_sync.publish.sinks.base import GoldenRecord, PushOutcome
+from itam_sync.publish.sinks.push import build_sink
+from itam_sync.publish.sinks.registry import SinkRegistry, UnknownSinkType
 from itam_sync.settings import ConfigError, load_settings
-from itam_sync.sinks.base import GoldenRecord, PushOutcome
-from itam_sync.sinks.push import build_sink
-from itam_sync.sinks.registry import SinkRegistry, UnknownSinkType
 
 
 def test_built_in_sinks_register_through_the_entry_point_group() -> None:

@@ -6,11 +6,11 @@ import base64
 from collections.abc import Iterator
 
 import pytest
+from itam_sync.connectors.sinks.servicenow.sink import ServiceNowSettings, ServiceNowSink
 from publish_helpers import FakeServiceNow
 
-from connectors.sinks.servicenow.sink import ServiceNowSettings, ServiceNowSink
+from itam_sync.publish.sinks.base import GoldenRecord
 from itam_sync.sdk.errors import HttpError
-from itam_sync.sinks.base import GoldenRecord
 
 USERS = [
     {"sys_id": "u-ana", "email": "ana.souza@example.com", "user_name": "ana.souza", "employee_number": "E1001"},

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from itam_sync.connectors.sinks.snipeit.sink import SnipeItSettings, SnipeItSink
 from publish_helpers import FakeSnipeIt
 
-from connectors.sinks.snipeit.sink import SnipeItSettings, SnipeItSink
+from itam_sync.publish.sinks.base import GoldenRecord
 from itam_sync.sdk.errors import HttpError
-from itam_sync.sinks.base import GoldenRecord
 
 
 def asset(eid: int, serial: str, **values: object) -> GoldenRecord:
@@ -101,11 +101,12 @@ def test_refusals_sent_as_http_200_fail_that_record_and_the_rest_go_on(snipe: Fa
 
 def test_deleted_and_duplicate_serials_are_never_touched(snipe: FakeSnipeIt) -> None:
     model = snipe.add_model("MacBook Air M1")
-    snipe.add_asset("GONE1", model, deleted=True)
+    gone = snipe.add_asset("GONE1", model, deleted=True)
     snipe.add_asset("TWIN1", model)
     snipe.add_asset("TWIN1", model)
     outcome = sink_for(snipe).push_records([asset(1, "GONE1"), asset(2, "TWIN1")])
-    assert outcome.skipped == [(1, "serial GONE1 is deleted in Snipe-IT (not restored)")]
+    assert outcome.skipped == [(1, f"serial GONE1 is deleted in Snipe-IT (asset {gone}); set restore_deleted to "
+                                   "restore it")]
     assert [e for e, _ in outcome.failed] == [2]
     assert not snipe.calls_to("POST", "/api/v1/hardware") and not snipe.calls_to("PATCH")
 

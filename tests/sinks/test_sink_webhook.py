@@ -7,10 +7,10 @@ import hmac
 from collections.abc import Iterator
 
 import pytest
+from itam_sync.connectors.sinks.webhook.sink import BATCH_SCHEMA, WebhookSettings, WebhookSink, sign
 from publish_helpers import RecordingServer
 
-from connectors.sinks.webhook.sink import BATCH_SCHEMA, WebhookSettings, WebhookSink, sign
-from itam_sync.events import SCHEMA_ID, ChangeEvent
+from itam_sync.publish.events import SCHEMA_ID, ChangeEvent
 from itam_sync.sdk.errors import HttpError
 
 

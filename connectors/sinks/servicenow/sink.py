@@ -35,11 +35,11 @@ from pydantic import Field, field_validator, model_validator
 from requests.auth import AuthBase
 
 from itam_sync.model.canonical import ASSET_FIELDS
+from itam_sync.publish.sinks.base import GoldenRecord, PlannedCall, PushOutcome, RecordSink, SinkSettings
 from itam_sync.sdk.auth import BasicAuth, OAuth2ClientCredentials
 from itam_sync.sdk.errors import HttpError
 from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.pagination import OffsetPaginator
-from itam_sync.sinks.base import GoldenRecord, PlannedCall, PushOutcome, RecordSink, SinkSettings
 
 log = logging.getLogger(__name__)
 

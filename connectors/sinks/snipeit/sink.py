@@ -3,15 +3,20 @@
 Per asset (Bearer token; every call through the SDK's HttpClient, so Snipe-IT's 429 + Retry-After throttling
 and 5xx are retried):
 
-    GET   /api/v1/hardware/byserial/{serial}   -> {"total": n, "rows": [<asset>, ...]}  (soft-deleted ones too)
-    POST  /api/v1/hardware                     when no live asset has the serial (model_id and status_id needed)
+    GET   /api/v1/hardware/byserial/{serial}?deleted=true  -> {"total": n, "rows": [<asset>, ...]}
+    POST  /api/v1/hardware/{id}/restore        a soft-deleted match, when `restore_deleted` is on
+    POST  /api/v1/hardware                     when no asset, live or deleted, has the serial
     PATCH /api/v1/hardware/{id}                only the fields that differ; nothing when nothing differs
+
+`deleted=true` matters: without it Snipe-IT (v6+) leaves soft-deleted assets out of byserial
+(AssetsController::showBySerial adds `withTrashed()` only then), and the sink would create a second asset with
+the serial of a deleted one. A serial whose only asset is deleted is restored (`restore_deleted: true`) and
+then updated, or else reported as skipped with the asset id; never created again.
 
 Fields written: name (host name), serial and asset_tag (on create), model_id, status_id, purchase_cost,
 purchase_date, warranty_months (months from purchase_date to warranty_end; Snipe-IT stores the warranty as a
 length from the purchase date), order_number, and assigned_user (checks the asset out to the holder, only when
-it is not already out to them). Nothing is deleted, checked in or restored: an asset whose only match by
-serial is soft-deleted is skipped.
+it is not already out to them). Nothing is deleted or checked in.
 
 Lookups, cached for the sink's life and paged with limit/offset through `{"total": n, "rows": [...]}`:
 
@@ -36,11 +41,11 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from itam_sync.publish.sinks.base import GoldenRecord, PlannedCall, PushOutcome, RecordSink, SinkSettings
 from itam_sync.sdk.auth import BearerAuth
 from itam_sync.sdk.errors import HttpError
 from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.pagination import OffsetPaginator
-from itam_sync.sinks.base import GoldenRecord, PlannedCall, PushOutcome, RecordSink, SinkSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,8 @@ class SnipeItSettings(SinkSettings):
     model_category_id: int | None = Field(default=None, description="category of models created by the sink")
     assign_users: bool = Field(default=True, description="check assets out to their holder (assigned_user)")
     create: bool = Field(default=True, description="create hardware that no asset with the serial matches")
+    restore_deleted: bool = Field(default=False, description="restore a soft-deleted asset with the serial (then "
+                                                             "update it) instead of reporting it as skipped")
     page_size: int = Field(default=100, ge=1, le=500, description="limit of list requests")
 
 
@@ -173,7 +180,7 @@ class SnipeItSink(RecordSink):
     def _check(body: Any, what: str) -> Any:
         """The payload of a Snipe-IT answer; its `status: error` (sent with HTTP 200) becomes an exception."""
         if isinstance(body, dict) and body.get("status") == "error":
-            raise _Refused(f"{what}: {body.get('messages')}")
+            raise _Refused(f"{what}: {body.get('messages') or body.get('payload')}")
         return body.get("payload") if isinstance(body, dict) and "payload" in body else body
 
     # -- per asset ------------------------------------------------------------------------------------------
@@ -233,7 +240,7 @@ class SnipeItSink(RecordSink):
 
     def _push_one(self, r: GoldenRecord, outcome: PushOutcome) -> None:
         serial = str(r.get("serial_number"))
-        body = self.http.get_json(f"/api/v1/hardware/byserial/{quote(serial, safe='')}")
+        body = self.http.get_json(f"/api/v1/hardware/byserial/{quote(serial, safe='')}", params={"deleted": "true"})
         outcome.calls += 1
         rows = body.get("rows") if isinstance(body, dict) else None
         if rows is None and isinstance(body, dict) and body.get("status") == "error":
@@ -246,10 +253,23 @@ class SnipeItSink(RecordSink):
             outcome.failed.append((r.entity_id, f"{len(live)} Snipe-IT assets have serial {serial}; "
                                                 "merge them in Snipe-IT first"))
             return
-        if not live:
-            if rows:
-                outcome.skipped.append((r.entity_id, f"serial {serial} is deleted in Snipe-IT (not restored)"))
+        deleted = [row for row in rows if isinstance(row, dict) and row.get("deleted_at")]
+        restored = None
+        if not live and len(deleted) > 1:
+            outcome.failed.append((r.entity_id, f"{len(deleted)} deleted Snipe-IT assets have serial {serial}; "
+                                                "restore the right one in Snipe-IT first"))
+            return
+        if not live and deleted:
+            if not self.cfg.restore_deleted:
+                outcome.skipped.append((r.entity_id, f"serial {serial} is deleted in Snipe-IT (asset "
+                                                     f"{deleted[0].get('id')}); set restore_deleted to restore it"))
                 return
+            restored = self.http.request_json("POST", f"/api/v1/hardware/{deleted[0]['id']}/restore")
+            outcome.calls += 1
+            self._check(restored, f"restore asset {deleted[0]['id']} (serial {serial})")
+            log.info("%s: restored soft-deleted Snipe-IT asset %s (serial %s)", self.name, deleted[0]["id"], serial)
+            live = [{**deleted[0], "deleted_at": None}]
+        if not live:
             if not self.cfg.create:
                 outcome.skipped.append((r.entity_id, "not in Snipe-IT and `create` is off"))
                 return
@@ -273,7 +293,10 @@ class SnipeItSink(RecordSink):
         row = live[0]
         changes = self._differs(row, want)
         if not changes:
-            outcome.unchanged += 1
+            if restored is not None:
+                outcome.updated += 1  # the restore was the change
+            else:
+                outcome.unchanged += 1
             return
         updated = self.http.request_json("PATCH", f"/api/v1/hardware/{row['id']}", json=changes)
         outcome.calls += 1
@@ -296,8 +319,8 @@ class SnipeItSink(RecordSink):
         calls = []
         for r in records:
             serial = str(r.get("serial_number"))
-            calls.append(PlannedCall("GET", self.http.url(f"/api/v1/hardware/byserial/{quote(serial, safe='')}"),
-                                     f"find {serial}"))
+            calls.append(PlannedCall("GET", self.http.url(f"/api/v1/hardware/byserial/{quote(serial, safe='')}"
+                                                          "?deleted=true"), f"find {serial}, deleted ones too"))
             calls.append(PlannedCall("POST|PATCH", self.http.url("/api/v1/hardware[/{id}]"),
                                      f"create {serial}, or update the fields that differ",
                                      {"serial": serial, **self._desired(r, None)}))

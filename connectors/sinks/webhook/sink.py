@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from itam_sync.events import TYPES, ChangeEvent
+from itam_sync.publish.events import TYPES, ChangeEvent
+from itam_sync.publish.sinks.base import EventSink, EventSinkSettings, PlannedCall, PushOutcome
 from itam_sync.sdk.http import HttpClient
-from itam_sync.sinks.base import EventSink, EventSinkSettings, PlannedCall, PushOutcome
 
 log = logging.getLogger(__name__)
 BATCH_SCHEMA = "itam-sync/change-batch/v1"

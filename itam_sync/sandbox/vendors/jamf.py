@@ -24,7 +24,8 @@ _FILTER = re.compile(r"([\w.]+)\s*>=\s*(\S+)")
 def register(router: Router) -> None:
     router.add("POST", P + "/api/oauth/token", "jamf", oauth_token, faults=False)
     router.add("POST", P + "/api/v1/auth/token", "jamf", basic_token, faults=False)
-    router.add("GET", P + "/api/v1/computers-inventory", "jamf", computers)
+    for version in ("v1", "v2", "v3"):
+        router.add("GET", P + f"/api/{version}/computers-inventory", "jamf", computers)
     router.add("GET", P + "/api/v2/mobile-devices/detail", "jamf", mobile_devices)
 
 
@@ -59,7 +60,10 @@ def _list(req: Request, sb: Sandbox, kind: str, platforms: tuple[str, ...], fiel
         return _denied()
     pop = sb.population
     m = _FILTER.search(req.q("filter") or "")
-    since = parse_time(m.group(2)) if m and m.group(1) == field else None
+    if m and m.group(1) != field:  # as Jamf Pro: a field the endpoint does not filter on is a 400
+        return json_response({"httpStatus": 400, "errors": [{"code": "INVALID_FIELD", "field": "filter",
+                                                             "description": f"{m.group(1)} is not filterable"}]}, 400)
+    since = parse_time(m.group(2)) if m else None
 
     def build() -> list[int]:
         return [i for i in pop.devices_of("jamf", platforms) if since is None or pop.device_ts(i) >= since]
@@ -77,7 +81,7 @@ def computers(req: Request, sb: Sandbox) -> Response:
 
 
 def mobile_devices(req: Request, sb: Sandbox) -> Response:
-    return _list(req, sb, "mobile_devices", ("ios", "ipados"), "general.lastInventoryUpdateDate", mobile_device)
+    return _list(req, sb, "mobile_devices", ("ios", "ipados"), "lastInventoryUpdateDate", mobile_device)
 
 
 def _owner(pop: Population, i: int) -> dict[str, Any]:

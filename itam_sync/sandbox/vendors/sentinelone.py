@@ -28,18 +28,20 @@ def agents(req: Request, sb: Sandbox) -> Response:
     pop = sb.population
     state = decode_token(req.q("cursor"))
     if state is None:
-        state = {"p": 0, "s": parse_time(req.q("updatedAt__gt"))}
-    since = state.get("s")
+        # Like the console: decommissioned agents only when `isDecommissioned` asks for them ("true,false").
+        wanted = {v.strip().lower() for v in (req.q("isDecommissioned") or "false").split(",")}
+        state = {"p": 0, "s": parse_time(req.q("updatedAt__gt")), "d": "true" in wanted}
+    since, decommissioned = state.get("s"), bool(state.get("d"))
 
     def build() -> list[int]:
         out = []
         for i in pop.devices_of("sentinelone"):
-            if pop.devices[i].s1_reinstalled and since is None:
+            if pop.devices[i].s1_reinstalled and since is None and decommissioned:
                 out.append(i * 2)  # the old, decommissioned agent: it never changes again
             if since is None or pop.device_ts(i) > since:
                 out.append(i * 2 + 1)
         return out
-    items = sb.cached(("sentinelone", since), build)
+    items = sb.cached(("sentinelone", since, decommissioned), build)
     limit = sb.page_size(req.qint("limit", 10, 1), 1000)
     pos = int(state["p"])
     with pop.lock:

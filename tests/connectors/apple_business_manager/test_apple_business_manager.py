@@ -16,16 +16,16 @@ import requests
 import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from itam_sync.connectors.apple_business_manager.connector import AbmSettings, AppleBusinessManagerConnector
 from pydantic import ValidationError
 
-from connectors.apple_business_manager.connector import AbmSettings, AppleBusinessManagerConnector
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -117,7 +117,7 @@ def pull(state: StreamState | None = None, **overrides: Any) -> list[Any]:
 def db(settings: Settings) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        out = repo.counts(), repo.get_cursors("abm"), repo.list_runs(1)[0]
+        out = repo.entities.counts(), repo.runs.get_cursors("abm"), repo.runs.list_runs(1)[0]
     store.close()
     return out
 
@@ -198,7 +198,7 @@ def test_device_without_an_id_is_quarantined(abm: FakeAbm, tmp_path: Path) -> No
     assert result.counts["devices"]["quarantined"] == 1 and result.counts["devices"]["new"] == 3
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        (row,) = repo.list_quarantine(result.run_id)
+        (row,) = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert "no source key" in row[5]
 

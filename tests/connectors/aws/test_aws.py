@@ -15,17 +15,17 @@ import botocore.handlers
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.client import BaseClient
+from itam_sync.connectors.aws.connector import AwsConnector, AwsSettings
 from moto import mock_aws
 from moto.core.botocore_stubber import MockRawResponse
 
-from connectors.aws.connector import AwsConnector, AwsSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import RunResult, SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -183,7 +183,7 @@ def pull(**overrides: Any) -> list[Any]:
 def assets(settings: Settings) -> dict[str, dict[str, Any]]:
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        out = {golden["instance_id"][0]: golden for _, golden, _ in repo.iter_entities("asset")}
+        out = {golden["instance_id"][0]: golden for _, golden, _ in repo.entities.iter_entities("asset")}
     store.close()
     return out
 
@@ -302,7 +302,7 @@ def test_throttled_to_the_end_fails_the_run_and_marks_nothing_missing(aws: dict[
     assert len(sleeps) >= 1  # retried (max_attempts=2) before giving up
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts, last = repo.counts(), repo.list_runs(1)[0]
+        counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     assert last["status"] == "failed" and counts["missing_records"] == 0
     assert assets(settings).keys() == before.keys()
@@ -348,7 +348,7 @@ def test_malformed_instance_is_quarantined(aws: dict[tuple[str, str], list[str]]
     assert result.counts["instances"]["quarantined"] == 1 and result.counts["instances"]["new"] == 6
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        rows = repo.list_quarantine(result.run_id)
+        rows = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert [(r[3], "without InstanceId" in r[5]) for r in rows] == [("instances", True)]
 

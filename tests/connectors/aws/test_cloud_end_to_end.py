@@ -24,13 +24,13 @@ from azure.core.pipeline.transport import HttpTransport
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from googleapiclient.http import HttpMockSequence
+from itam_sync.connectors.aws.connector import AwsConnector
+from itam_sync.connectors.azure.connector import AzureConnector
+from itam_sync.connectors.gcp.connector import GcpConnector
 from moto import mock_aws
 
-from connectors.aws.connector import AwsConnector
-from connectors.azure.connector import AzureConnector
-from connectors.gcp.connector import GcpConnector
-from itam_sync.registry import Registry
-from itam_sync.runner import run_connector
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import run_connector
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
@@ -130,7 +130,7 @@ def test_three_clouds_become_cloud_instance_assets(clouds: dict[tuple[str, str],
 
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        goldens = [golden for _, golden, status in repo.iter_entities("asset")]
+        goldens = [golden for _, golden, status in repo.entities.iter_entities("asset")]
     store.close()
     value = {(g["instance_id"][0]): {f: v[0] for f, v in g.items()} for g in goldens}
     assert len(goldens) == len(value) == 8 + 4 + 3  # one asset per instance, nothing joined wrongly

@@ -15,15 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 from azure.core.pipeline.transport import HttpTransport
+from itam_sync.connectors.azure.connector import AzureConnector, AzureSettings
 
-from connectors.azure.connector import AzureConnector, AzureSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import RunResult, SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -253,7 +253,7 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(fake: FakeAzure, t
     assert len(failed) == 3 and sleeps == [pytest.approx(1.6)]
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts, last = repo.counts(), repo.list_runs(1)[0]
+        counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     assert last["status"] == "failed" and counts["missing_records"] == 0
 
@@ -302,7 +302,7 @@ def test_malformed_vm_is_quarantined(fake: FakeAzure, tmp_path: Path) -> None:
     assert result.counts["virtual_machines"]["quarantined"] == 1
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        rows = repo.list_quarantine(result.run_id)
+        rows = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert [(r[3], "without an id" in r[5]) for r in rows] == [("virtual_machines", True)]
 

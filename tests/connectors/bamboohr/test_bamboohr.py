@@ -13,16 +13,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.bamboohr.connector import BambooHRConnector, BambooHRSettings
 from pydantic import ValidationError
 
-from connectors.bamboohr.connector import BambooHRConnector, BambooHRSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -100,7 +100,7 @@ def pull(state: StreamState | None = None, **overrides: Any) -> list[Any]:
 def counts(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        out = repo.counts(), repo.list_runs(1)[0]
+        out = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     return out
 
@@ -185,7 +185,7 @@ def test_malformed_employee_is_quarantined_and_the_rest_synced(bamboo: FakeBambo
     assert result.counts["employees"]["quarantined"] == 1 and result.counts["employees"]["new"] == 4
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        (row,) = repo.list_quarantine(result.run_id)
+        (row,) = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert row[2:4] == ("hr", "employees") and "no source key" in row[5]
 
@@ -195,7 +195,7 @@ def test_incremental_run_filters_on_the_saved_last_changed(bamboo: FakeBamboo, t
     run(settings)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("hr") == {"employees": "2024-06-01T07:30:00+00:00"}
+        assert repo.runs.get_cursors("hr") == {"employees": "2024-06-01T07:30:00+00:00"}
     store.close()
     bamboo.calls.clear()
     bamboo.report = fx("report_changed.json")
@@ -206,7 +206,7 @@ def test_incremental_run_filters_on_the_saved_last_changed(bamboo: FakeBamboo, t
     assert result.counts["_total"]["missing_marked"] == 0  # an incremental run never marks missing
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("hr") == {"employees": "2024-06-03T11:00:00+00:00"}
+        assert repo.runs.get_cursors("hr") == {"employees": "2024-06-03T11:00:00+00:00"}
     store.close()
 
 

@@ -26,17 +26,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from itam_sync.connectors.certificates.connector import CertificatesConnector, CertificatesSettings, split_endpoint
 from moto import mock_aws
 from moto.core.botocore_stubber import MockRawResponse
 
-from connectors.certificates.connector import CertificatesConnector, CertificatesSettings, split_endpoint
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import RunResult, SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -247,7 +247,7 @@ def test_unreachable_endpoint_fails_the_run_and_marks_nothing_missing(servers: t
         run(settings)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts, last = repo.counts(), repo.list_runs(1)[0]
+        counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     assert last["status"] == "failed" and counts["missing_records"] == 0
 
@@ -305,7 +305,7 @@ def test_malformed_acm_entry_is_quarantined(acm: dict[str, str], tmp_path: Path,
     assert result.counts["acm"]["quarantined"] == 1 and result.counts["acm"]["new"] == 2
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        rows = repo.list_quarantine(result.run_id)
+        rows = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert [(r[3], "without an ARN" in r[5]) for r in rows] == [("acm", True)]
 

@@ -13,15 +13,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
+from itam_sync.connectors.crowdstrike.connector import CrowdStrikeConnector, CrowdStrikeSettings
 
-from connectors.crowdstrike.connector import CrowdStrikeConnector, CrowdStrikeSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import RunResult, SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -241,8 +241,8 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(rsps: responses.Re
     assert len(recorded_sleeps) == 4
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts = repo.counts()
-        assert repo.list_runs(1)[0]["status"] == "failed"
+        counts = repo.entities.counts()
+        assert repo.runs.list_runs(1)[0]["status"] == "failed"
     store.close()
     assert counts["missing_records"] == 0 and counts["source_records"] == 5
 
@@ -288,7 +288,7 @@ def test_malformed_host_is_quarantined(rsps: responses.RequestsMock, tmp_path: P
     assert result.counts["hosts"]["quarantined"] == 1 and result.counts["hosts"]["new"] == 5
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        rows = repo.list_quarantine(result.run_id)
+        rows = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert rows[0][4] == "0f1e2d3c4b5a69788796a5b4c3d2e1f0" and "last_seen" in rows[0][5]
 
@@ -316,7 +316,7 @@ def test_incremental_run_filters_on_the_saved_modified_timestamp(rsps: responses
     assert fake.scroll_params[0]["filter"] == "platform_name:'Windows'"
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("falcon") == {"hosts": "2024-06-02T08:03:10Z"}
+        assert repo.runs.get_cursors("falcon") == {"hosts": "2024-06-02T08:03:10Z"}
     store.close()
     fake.hosts[2] = {**fake.hosts[2], "modified_timestamp": "2024-06-03T01:00:00Z", "status": "normal"}
     fake.scroll_params.clear()
@@ -327,8 +327,8 @@ def test_incremental_run_filters_on_the_saved_modified_timestamp(rsps: responses
     assert result.counts["hosts"]["seen"] == 2 and result.counts["hosts"]["changed"] == 1
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("falcon") == {"hosts": "2024-06-03T01:00:00Z"}
-        assert repo.counts()["missing_records"] == 0
+        assert repo.runs.get_cursors("falcon") == {"hosts": "2024-06-03T01:00:00Z"}
+        assert repo.entities.counts()["missing_records"] == 0
     store.close()
 
 

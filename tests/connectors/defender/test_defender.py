@@ -15,15 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.defender.connector import DefenderConnector, DefenderSettings
 
-from connectors.defender.connector import DefenderConnector, DefenderSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import StreamState
-from itam_sync.sdk.testing import conformance_suite
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -181,7 +181,7 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path,
         run_connector(settings, "defender", full=True, registry=REGISTRY)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        before = (list(repo.iter_entities("asset")), repo.get_cursors("defender"))
+        before = (list(repo.entities.iter_entities("asset")), repo.runs.get_cursors("defender"))
     recorded_sleeps.clear()
     with responses.RequestsMock() as rsps, pytest.raises(SyncFailed, match="gave up"):
         ms_login(rsps)
@@ -190,8 +190,8 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path,
     assert sum(q.get("$skip") == ["10000"] for q in api.queries) == 5  # max_attempts
     assert len(recorded_sleeps) == 4  # backoff between attempts
     with store.begin() as repo:
-        after = (list(repo.iter_entities("asset")), repo.get_cursors("defender"))
-        counts, runs = repo.counts(), repo.list_runs(1)
+        after = (list(repo.entities.iter_entities("asset")), repo.runs.get_cursors("defender"))
+        counts, runs = repo.entities.counts(), repo.runs.list_runs(1)
     store.close()
     assert runs[0]["status"] == "failed"
     assert counts["missing_records"] == 0 and after == before
@@ -216,7 +216,7 @@ def test_malformed_machines_are_quarantined(tmp_path: Path) -> None:
                                          "quarantined": 3}
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        reasons = [row[5] for row in repo.list_quarantine(result.run_id)]
+        reasons = [row[5] for row in repo.quarantine.list_quarantine(result.run_id)]
     store.close()
     assert len(reasons) == 3
     assert any("no source key" in r for r in reasons)  # the machine without an id
@@ -230,7 +230,7 @@ def test_incremental_run_filters_on_the_saved_last_seen(tmp_path: Path) -> None:
         run_connector(settings, "defender", full=True, registry=REGISTRY)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("defender") == {"machines": "2024-06-02T06:03:12Z"}
+        assert repo.runs.get_cursors("defender") == {"machines": "2024-06-02T06:03:12Z"}
     store.close()
     with responses.RequestsMock() as rsps:
         ms_login(rsps)
@@ -256,8 +256,8 @@ def test_404_means_nothing_new_only_on_incremental_runs(tmp_path: Path) -> None:
         run_connector(settings, "defender", full=True, registry=REGISTRY)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.counts()["missing_records"] == 0
-        assert repo.get_cursors("defender") == {"machines": "2024-06-02T06:03:12Z"}
+        assert repo.entities.counts()["missing_records"] == 0
+        assert repo.runs.get_cursors("defender") == {"machines": "2024-06-02T06:03:12Z"}
     store.close()
 
 

@@ -12,16 +12,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.dell_warranty.connector import DellWarrantyConnector, DellWarrantySettings
 from pydantic import ValidationError
 
-from connectors.dell_warranty.connector import DellWarrantyConnector, DellWarrantySettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -118,7 +118,7 @@ def pull(state: StreamState | None = None, **overrides: Any) -> list[Any]:
 def db(settings: Settings) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        out = repo.counts(), repo.get_cursors("dell"), repo.list_runs(1)[0]
+        out = repo.entities.counts(), repo.runs.get_cursors("dell"), repo.runs.list_runs(1)[0]
     store.close()
     return out
 
@@ -217,7 +217,7 @@ def test_record_without_a_service_tag_is_quarantined(dell: FakeDell, tmp_path: P
     assert result.counts["warranties"]["quarantined"] == 1 and result.counts["warranties"]["new"] == 3
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        (row,) = repo.list_quarantine(result.run_id)
+        (row,) = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert "without a serviceTag" in row[5]
 

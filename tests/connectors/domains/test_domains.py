@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 import responses
+from itam_sync.connectors.domains.connector import DomainsConnector, DomainsSettings
 
-from connectors.domains.connector import DomainsConnector, DomainsSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import RunResult, SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -137,7 +137,7 @@ def test_unknown_domain_is_quarantined_not_fatal(rsps: responses.RequestsMock, t
     assert result.counts["domains"] == {**result.counts["domains"], "seen": 2, "new": 1, "quarantined": 1}
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        rows = repo.list_quarantine(result.run_id)
+        rows = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert [(r[4], "no RDAP record" in r[5]) for r in rows] == [("never-registered-xyz.com", True)]
 
@@ -149,7 +149,7 @@ def test_malformed_record_is_quarantined_by_the_mapping(rsps: responses.Requests
     assert result.counts["domains"]["quarantined"] == 1 and result.counts["domains"]["new"] == 1
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        (row,) = repo.list_quarantine(result.run_id)
+        (row,) = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert row[4] == "broken.io" and "expires_on" in row[5]
 
@@ -174,7 +174,7 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(rsps: responses.Re
     assert len(recorded_sleeps) == 2  # max_attempts=3
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts, last = repo.counts(), repo.list_runs(1)[0]
+        counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     assert last["status"] == "failed" and counts["missing_records"] == 0
 

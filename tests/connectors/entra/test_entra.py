@@ -13,15 +13,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.entra.connector import EntraConnector, EntraSettings
 
-from connectors.entra.connector import EntraConnector, EntraSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -139,7 +139,7 @@ def stream(conn: EntraConnector, name: str) -> Any:
 def cursors(settings: Settings) -> dict[str, Any]:
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        out = repo.get_cursors("entra")
+        out = repo.runs.get_cursors("entra")
     store.close()
     return out
 
@@ -148,7 +148,7 @@ def golden_people(settings: Settings) -> dict[str, dict[str, Any]]:
     store = Store.open(settings.store.url)
     with store.begin() as repo:
         # A golden record is {field: [value, source, observed_at]}.
-        people = {g["email"][0]: g for _, g, _ in repo.iter_entities("person") if "email" in g}
+        people = {g["email"][0]: g for _, g, _ in repo.entities.iter_entities("person") if "email" in g}
     store.close()
     return people
 
@@ -195,7 +195,7 @@ def test_incremental_run_calls_the_saved_delta_link_and_maps_removed_users(graph
     # Olle was deleted in Entra: the delta's @removed entry (id only) makes the same person terminated.
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        by_idp = {g["idp_user_id"][0]: g for _, g, _ in repo.iter_entities("person")}
+        by_idp = {g["idp_user_id"][0]: g for _, g, _ in repo.entities.iter_entities("person")}
         n_people = len(by_idp)
     store.close()
     assert by_idp["c3a1b2d4-2222-4e5f-8a9b-1c2d3e4f5a6b"]["status"][:2] == ["terminated", "entra"]
@@ -238,7 +238,7 @@ def test_5xx_gives_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path, re
     assert len(fake.requests_to("/v1.0/devices")) == 5 and len(recorded_sleeps) == 4
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts, last = repo.counts(), repo.list_runs(1)[0]
+        counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     assert last["status"] == "failed" and counts["missing_records"] == 0
     assert cursors(settings) == before  # the users stream finished, but its new delta link was not saved
@@ -278,7 +278,7 @@ def test_malformed_user_is_quarantined(graph: FakeGraph, tmp_path: Path) -> None
     assert result.counts["users"]["quarantined"] == 1 and result.counts["users"]["new"] == 3
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        (row,) = repo.list_quarantine(result.run_id)
+        (row,) = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert row[3:5] == ("users", "d4e5f6a7-3333-4b5c-9d0e-2f3a4b5c6d7e") and "31/02/2021" in row[5]
 

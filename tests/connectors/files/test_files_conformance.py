@@ -6,8 +6,9 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from connectors.files.connector import CsvConnector, JsonlConnector
-from itam_sync.sdk.testing import conformance_suite
+from itam_sync.connectors.files.connector import CsvConnector, JsonlConnector
+
+from itam_sync.testing import conformance_suite
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "config" / "demo"

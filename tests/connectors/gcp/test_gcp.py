@@ -20,15 +20,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from googleapiclient.http import HttpMockSequence
+from itam_sync.connectors.gcp.connector import GcpConnector, GcpSettings
 
-from connectors.gcp.connector import GcpConnector, GcpSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import RunResult, SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -197,7 +197,7 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path) ->
     assert len(t.api_queries()) == 4 and len(sleeps) == 2  # page 2 tried 3 times (num_retries=2)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts, last = repo.counts(), repo.list_runs(1)[0]
+        counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     assert last["status"] == "failed" and counts["missing_records"] == 0
 
@@ -211,7 +211,7 @@ def test_unreachable_zones_fail_the_run(tmp_path: Path) -> None:
         run(settings)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.counts()["missing_records"] == 0
+        assert repo.entities.counts()["missing_records"] == 0
     store.close()
 
 
@@ -244,7 +244,7 @@ def test_malformed_instance_is_quarantined(tmp_path: Path) -> None:
     assert result.counts["instances"]["quarantined"] == 1 and result.counts["instances"]["new"] == 3
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        rows = repo.list_quarantine(result.run_id)
+        rows = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert [(r[3], "without an id" in r[5]) for r in rows] == [("instances", True)]
 

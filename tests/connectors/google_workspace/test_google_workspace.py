@@ -16,17 +16,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from googleapiclient.http import HttpMockSequence
+from itam_sync.connectors.google_workspace.connector import SCOPES, GoogleWorkspaceConnector, GoogleWorkspaceSettings
 from pydantic import ValidationError
 
-from connectors.google_workspace.connector import SCOPES, GoogleWorkspaceConnector, GoogleWorkspaceSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import ConnectorError, StreamState
 from itam_sync.sdk.errors import HttpError
-from itam_sync.sdk.testing import conformance_suite
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -198,7 +198,7 @@ def test_persistent_5xx_fails_the_run_and_marks_nothing_missing(tmp_path: Path) 
     assert len(failing.queries(USERS)) == 6 and len(sleeps) == 5  # 1 try + num_retries
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts, last = repo.counts(), repo.list_runs(1)[0]
+        counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     assert last["status"] == "failed" and counts["missing_records"] == 0 and counts["source_records"] == 7
 
@@ -241,7 +241,7 @@ def test_malformed_user_is_quarantined(tmp_path: Path) -> None:
     assert result.counts["users"]["quarantined"] == 1 and result.counts["users"]["new"] == 3
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        (row,) = repo.list_quarantine(result.run_id)
+        (row,) = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert row[3] == "users" and "no source key" in row[5]
 
@@ -260,7 +260,7 @@ def test_incremental_run_rereads_everything_and_marks_nothing_missing(tmp_path: 
     assert fake.queries(USERS)[0].get("pageToken") is None and len(fake.queries(USERS)) == 2
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("gws") == {}
+        assert repo.runs.get_cursors("gws") == {}
     store.close()
 
 

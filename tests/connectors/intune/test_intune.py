@@ -15,15 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.intune.connector import IntuneConnector, IntuneSettings
 
-from connectors.intune.connector import IntuneConnector, IntuneSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import StreamState
-from itam_sync.sdk.testing import conformance_suite
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -186,7 +186,7 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path,
         run_connector(settings, "intune", full=True, registry=REGISTRY)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        before = (list(repo.iter_entities("asset")), repo.get_cursors("intune"))
+        before = (list(repo.entities.iter_entities("asset")), repo.runs.get_cursors("intune"))
     recorded_sleeps.clear()
     with responses.RequestsMock() as rsps, pytest.raises(SyncFailed, match="gave up"):
         ms_login(rsps)
@@ -195,8 +195,8 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path,
     assert sum(q.get("$skiptoken") == ["page2"] for q in graph.queries) == 5
     assert len(recorded_sleeps) == 4
     with store.begin() as repo:
-        after = (list(repo.iter_entities("asset")), repo.get_cursors("intune"))
-        counts, runs = repo.counts(), repo.list_runs(1)
+        after = (list(repo.entities.iter_entities("asset")), repo.runs.get_cursors("intune"))
+        counts, runs = repo.entities.counts(), repo.runs.list_runs(1)
     store.close()
     assert runs[0]["status"] == "failed"
     assert counts["missing_records"] == 0 and after == before
@@ -229,7 +229,7 @@ def test_malformed_devices_are_quarantined(tmp_path: Path) -> None:
                                                 "reappeared": 0, "quarantined": 2}
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        reasons = sorted(row[5] for row in repo.list_quarantine(result.run_id))
+        reasons = sorted(row[5] for row in repo.quarantine.list_quarantine(result.run_id))
     store.close()
     assert len(reasons) == 2
     assert "no source key" in reasons[1]
@@ -243,7 +243,7 @@ def test_incremental_run_filters_on_the_saved_last_sync(tmp_path: Path) -> None:
     store = Store.open(settings.store.url)
     with store.begin() as repo:
         # The largest lastSyncDateTime seen; the never-synced 0001-01-01 placeholder does not count.
-        assert repo.get_cursors("intune") == {"managed_devices": "2024-06-02T09:30:02Z"}
+        assert repo.runs.get_cursors("intune") == {"managed_devices": "2024-06-02T09:30:02Z"}
     store.close()
     with responses.RequestsMock() as rsps:
         ms_login(rsps)

@@ -14,15 +14,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.defender.connector import DefenderConnector
+from itam_sync.connectors.intune.connector import IntuneConnector
 from test_intune import SETTINGS as INTUNE_SETTINGS
 from test_intune import FakeGraph, ms_login
 
-from connectors.defender.connector import DefenderConnector
-from connectors.intune.connector import IntuneConnector
-from itam_sync.identity import SINGLE_VALUED
+from itam_sync.engine.identity import SINGLE_VALUED
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import run_connector
 from itam_sync.model.canonical import EntityType
-from itam_sync.registry import Registry
-from itam_sync.runner import run_connector
 from itam_sync.settings import ConnectorConfig, IdentityConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
@@ -71,8 +71,8 @@ def sync_both(tmp_path: Path, asset_keys: list[str]) -> list[tuple[int, dict[str
             assert run_connector(settings, name, full=True, registry=REGISTRY).status == "success"
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assets = list(repo.iter_entities("asset"))
-        assert repo.counts()["open_conflicts"] == 0
+        assets = list(repo.entities.iter_entities("asset"))
+        assert repo.entities.counts()["open_conflicts"] == 0
     store.close()
     return assets
 

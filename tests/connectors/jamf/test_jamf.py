@@ -16,31 +16,38 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.jamf.connector import JamfConnector, JamfSettings
 from pydantic import ValidationError
 
-from connectors.jamf.connector import JamfConnector, JamfSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import StreamState
-from itam_sync.sdk.testing import conformance_suite
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 MAPPING = ROOT / "mappings" / "jamf.yaml"
 BASE = "https://acme.jamfcloud.com"
-COMPUTERS = "/api/v1/computers-inventory"
+COMPUTERS = "/api/v3/computers-inventory"
+COMPUTERS_V1 = "/api/v1/computers-inventory"  # deprecated; still on older servers
 MOBILE = "/api/v2/mobile-devices/detail"
 SECRET = "jamf-S3CRET-value"
 OAUTH: dict[str, Any] = {"base_url": BASE, "client_id": "itam-sync", "client_secret": SECRET, "page_size": 2}
 USER: dict[str, Any] = {"base_url": BASE, "username": "svc-itam", "password": SECRET, "page_size": 2}
 PAGES: dict[str, dict[str, Any]] = {
     COMPUTERS: {"0": "computers_page0.json", "1": "computers_page1.json", "2": "computers_page2.json"},
+    COMPUTERS_V1: {"0": "computers_page0.json", "1": "computers_page1.json", "2": "computers_page2.json"},
     MOBILE: {"0": "mobile_devices_page0.json"},
 }
 REGISTRY = Registry(extra={"jamf": JamfConnector})
+# Filter fields as the Jamf Pro API reference lists them: computers-inventory takes section-prefixed names,
+# v2 mobile-devices/detail flat ones (lastInventoryUpdateDate filter added in 11.4.0).
+FILTERABLE = {COMPUTERS: {"general.lastContactTime", "general.reportDate"},
+              COMPUTERS_V1: {"general.lastContactTime", "general.reportDate"},
+              MOBILE: {"lastInventoryUpdateDate", "serialNumber", "mobileDeviceId"}}
 
 
 def fixture(name: str) -> Any:
@@ -81,6 +88,10 @@ class FakeJamf:
         if request.headers.get("Authorization") in self.reject:
             return 401, {}, json.dumps({"httpStatus": 401, "errors": [{"code": "INVALID_TOKEN"}]})
         page = query.get("page", ["0"])[0]
+        rsql = query.get("filter", [""])[0]
+        if rsql and rsql.split(">=")[0] not in FILTERABLE[url.path]:  # Jamf refuses fields it does not filter on
+            error = {"code": "INVALID_FIELD", "field": "filter", "description": f"{rsql} is not a valid filter"}
+            return 400, {}, json.dumps({"httpStatus": 400, "errors": [error]})
         if self.failures.get((url.path, page)):
             status, headers = self.failures[(url.path, page)].pop(0)
             return status, headers, "<html><body>Service Unavailable</body></html>"
@@ -90,7 +101,7 @@ class FakeJamf:
     def serve(self, rsps: responses.RequestsMock) -> FakeJamf:
         rsps.add_callback(responses.POST, re.compile(re.escape(BASE) + r"/api/(oauth|v1/auth)/token$"),
                           callback=self.token)
-        rsps.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/api/v[12]/.*"), callback=self.api)
+        rsps.add_callback(responses.GET, re.compile(re.escape(BASE) + r"/api/v[123]/.*"), callback=self.api)
         return self
 
     def calls(self, path: str) -> list[dict[str, list[str]]]:
@@ -203,7 +214,7 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path,
         run_connector(settings, "jamf", full=True, registry=REGISTRY)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        before = (list(repo.iter_entities("asset")), repo.get_cursors("jamf"))
+        before = (list(repo.entities.iter_entities("asset")), repo.runs.get_cursors("jamf"))
     recorded_sleeps.clear()
     # Computers read fine; the mobile devices list keeps failing: the whole run fails, nothing is committed.
     with responses.RequestsMock() as rsps, pytest.raises(SyncFailed, match="gave up"):
@@ -211,8 +222,8 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path,
         run_connector(settings, "jamf", full=True, registry=REGISTRY)
     assert len(jamf.calls(MOBILE)) == 5 and len(recorded_sleeps) == 4
     with store.begin() as repo:
-        after = (list(repo.iter_entities("asset")), repo.get_cursors("jamf"))
-        counts, runs = repo.counts(), repo.list_runs(1)
+        after = (list(repo.entities.iter_entities("asset")), repo.runs.get_cursors("jamf"))
+        counts, runs = repo.entities.counts(), repo.runs.list_runs(1)
     store.close()
     assert runs[0]["status"] == "failed"
     assert counts["missing_records"] == 0 and after == before
@@ -243,7 +254,7 @@ def test_malformed_records_are_quarantined(tmp_path: Path) -> None:
     assert result.counts["mobile_devices"]["new"] == 2
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        reasons = sorted(row[5] for row in repo.list_quarantine(result.run_id))
+        reasons = sorted(row[5] for row in repo.quarantine.list_quarantine(result.run_id))
     store.close()
     assert len(reasons) == 2
     assert "no source key" in reasons[1]
@@ -256,14 +267,14 @@ def test_incremental_run_filters_on_the_saved_cursors(tmp_path: Path) -> None:
         run_connector(settings, "jamf", full=True, registry=REGISTRY)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        cursors = repo.get_cursors("jamf")
+        cursors = repo.runs.get_cursors("jamf")
     store.close()
     assert cursors == {"computers": "2024-06-02T07:58:40Z", "mobile_devices": "2024-06-02T09:12:44.102Z"}
     with responses.RequestsMock() as rsps:
         jamf = FakeJamf().serve(rsps)
         assert run_connector(settings, "jamf", full=False, registry=REGISTRY).status == "success"
     assert jamf.calls(COMPUTERS)[0]["filter"] == ["general.lastContactTime>=2024-06-02T07:58:40Z"]
-    assert jamf.calls(MOBILE)[0]["filter"] == ["general.lastInventoryUpdateDate>=2024-06-02T09:12:44.102Z"]
+    assert jamf.calls(MOBILE)[0]["filter"] == ["lastInventoryUpdateDate>=2024-06-02T09:12:44.102Z"]
     assert all(q["sort"] for q in jamf.calls(COMPUTERS))  # the filter rides along on every page
 
 
@@ -349,3 +360,15 @@ def test_secret_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
                           registry=REGISTRY)
         assert SECRET not in repr(connector(creds).http)
     assert SECRET not in caplog.text
+
+
+def test_computers_read_from_the_current_inventory_version_v1_kept_for_older_servers(tmp_path: Path) -> None:
+    with responses.RequestsMock() as rsps:
+        jamf = FakeJamf().serve(rsps)
+        assert run_connector(make_settings(tmp_path), "jamf", full=True, registry=REGISTRY).status == "success"
+    assert len(jamf.calls(COMPUTERS)) == 3 and jamf.calls(COMPUTERS_V1) == []  # /v1 is deprecated by Jamf
+    with responses.RequestsMock() as rsps:
+        jamf = FakeJamf().serve(rsps)
+        old = make_settings(tmp_path / "old", computers_inventory_version="v1")
+        assert run_connector(old, "jamf", full=True, registry=REGISTRY).status == "success"
+    assert len(jamf.calls(COMPUTERS_V1)) == 3 and jamf.calls(COMPUTERS) == []

@@ -11,16 +11,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 import responses
+from itam_sync.connectors.kandji.connector import KandjiConnector, KandjiSettings
 
-from connectors.kandji.connector import KandjiConnector, KandjiSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import RunResult, SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -109,7 +110,7 @@ def store_counts(settings: Settings) -> dict[str, Any]:
     store = Store.open(settings.store.url)
     try:
         with store.begin() as repo:
-            return repo.counts()
+            return repo.entities.counts()
     finally:
         store.close()
 
@@ -204,11 +205,16 @@ def test_429_then_success_waits_what_the_server_asked(rsps: responses.RequestsMo
     assert [c["offset"] for c in fake.list_calls] == ["0", "2", "4"]  # the throttled page was asked again
 
 
-def test_429_without_a_hint_backs_off(rsps: responses.RequestsMock, recorded_sleeps: list[float]) -> None:
-    rsps.add(responses.GET, DETAILS_RE, status=429)
-    FakeKandji(rsps)
+def test_429_without_a_hint_waits_for_the_hourly_window_not_fails(rsps: responses.RequestsMock,
+                                                                  recorded_sleeps: list[float]) -> None:
+    # Kandji documents 10,000 requests/hour per tenant and no 429 headers: a few seconds of backoff would give
+    # up long before the window reopens (issue #14). The SDK's RateLimit policy probes at 1, 2, 4 ... minutes.
+    for _ in range(2):
+        rsps.add(responses.GET, DETAILS_RE, status=429, json={"detail": "Request was throttled."})
+    fake = FakeKandji(rsps)
     assert len(pull()) == 4
-    assert len(recorded_sleeps) == 1 and 1.0 <= recorded_sleeps[0] <= 2.0  # exponential backoff, first step
+    assert recorded_sleeps == [60.0, 120.0]
+    assert fake.detail_calls == [ANNA, MINI, PHONE]  # Anna's details were asked again after the waits
 
 
 def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(rsps: responses.RequestsMock, tmp_path: Path,
@@ -230,7 +236,7 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(rsps: responses.Re
     assert after["source_records"] == before["source_records"]
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.list_runs(1)[0]["status"] == "failed"
+        assert repo.runs.list_runs(1)[0]["status"] == "failed"
     store.close()
 
 
@@ -255,7 +261,7 @@ def test_malformed_record_is_quarantined_not_fatal(rsps: responses.RequestsMock,
     assert result.counts["devices"]["new"] == 3
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        rows = repo.list_quarantine(result.run_id)
+        rows = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert len(rows) == 1 and "device_id" in rows[0][5]
 
@@ -267,7 +273,7 @@ def test_incremental_run_reads_newest_first_and_stops_at_the_saved_cursor(rsps: 
     run(settings, full=True)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("kandji") == {"devices": "2024-06-02T07:55:03.118Z"}
+        assert repo.runs.get_cursors("kandji") == {"devices": "2024-06-02T07:55:03.118Z"}
     store.close()
     # Since then: the Mac mini checked in again; the others did not.
     fake.devices[1] = {**fake.devices[1], "last_check_in": "2024-06-03T09:00:00Z", "os_version": "13.6.8"}
@@ -283,8 +289,8 @@ def test_incremental_run_reads_newest_first_and_stops_at_the_saved_cursor(rsps: 
     assert result.counts["devices"]["changed"] == 1
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("kandji") == {"devices": "2024-06-03T09:00:00Z"}
-        assert repo.counts()["missing_records"] == 0
+        assert repo.runs.get_cursors("kandji") == {"devices": "2024-06-03T09:00:00Z"}
+        assert repo.entities.counts()["missing_records"] == 0
     store.close()
 
 
@@ -333,3 +339,80 @@ def test_settings_validate_url_and_page_size() -> None:
         KandjiSettings.model_validate({**SETTINGS, "page_sise": 100})
     ok = KandjiSettings.model_validate({**SETTINGS, "api_url": "https://acme.api.eu.kandji.io/"})
     assert ok.api_url == "https://acme.api.eu.kandji.io"
+
+
+# ------------------------------------------------------------------ issue #14: within the tenant's quota
+
+
+def test_full_resync_of_unchanged_devices_asks_no_details_and_reports_nothing_changed(
+        rsps: responses.RequestsMock, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, details_cache=str(tmp_path / "kandji-details.sqlite"))
+    fake = FakeKandji(rsps)
+    first = run(settings, full=True)
+    assert first.counts["devices"]["new"] == 3 and fake.detail_calls == [ANNA, MINI, PHONE]
+    fake.detail_calls.clear()
+    again = run(settings, full=True)
+    assert fake.detail_calls == []  # the list rows did not change: their details were remembered
+    assert again.counts["devices"]["unchanged"] == 3
+    assert again.counts["devices"]["changed"] == 0 and again.counts["devices"]["new"] == 0
+    assert again.counts["_total"]["missing_marked"] == 0
+    assert store_counts(settings)["missing_records"] == 0
+
+
+def test_a_changed_list_row_asks_details_again_a_new_check_in_alone_does_not(rsps: responses.RequestsMock,
+                                                                           tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, details_cache=str(tmp_path / "kandji-details.sqlite"))
+    fake = FakeKandji(rsps)
+    run(settings, full=True)
+    fake.detail_calls.clear()
+    fake.devices[0] = {**fake.devices[0], "last_check_in": "2024-06-03T08:00:00.000Z"}  # only checked in
+    fake.devices[1] = {**fake.devices[1], "os_version": "14.6"}  # updated: its details may differ now
+    fake.details[MINI] = {**fake.details[MINI], "general": {**fake.details[MINI]["general"], "os_version": "14.6"}}
+    result = run(settings, full=True)
+    assert fake.detail_calls == [MINI]
+    assert result.counts["devices"]["changed"] == 2 and result.counts["devices"]["unchanged"] == 1
+    records = {r["device_id"]: r for r in pull(details_cache=str(tmp_path / "kandji-details.sqlite"))
+               if not isinstance(r, BadRecord)}
+    assert records[ANNA]["details"]["network"]["mac_address"] == "A4:83:E7:11:22:33"  # remembered details
+    assert records[MINI]["details"]["general"]["os_version"] == "14.6"
+
+
+def test_remembered_details_are_asked_again_once_too_old(rsps: responses.RequestsMock, tmp_path: Path) -> None:
+    fake = FakeKandji(rsps)
+    cache = str(tmp_path / "kandji-details.sqlite")
+    pull(details_cache=cache)
+    fake.detail_calls.clear()
+    pull(details_cache=cache, details_max_age_hours=1e-9)
+    assert fake.detail_calls == [ANNA, MINI, PHONE]
+
+
+def test_requests_stay_within_the_hourly_budget(rsps: responses.RequestsMock,
+                                                recorded_sleeps: list[float]) -> None:
+    fake = FakeKandji(rsps)
+    # 3 list pages + 3 details calls at a budget of 4 an hour: the 5th and 6th requests wait for the window.
+    records = pull(requests_per_hour=4)
+    assert len(records) == 4 and len(fake.list_calls) + len(fake.detail_calls) == 6
+    assert len(recorded_sleeps) == 2 and all(3590 < s <= 3600 for s in recorded_sleeps)
+
+
+def test_a_list_page_cut_short_is_fetched_again(rsps: responses.RequestsMock, tmp_path: Path,
+                                               recorded_sleeps: list[float]) -> None:
+    """Issue #20 item 12, through the connector: requests raises ChunkedEncodingError (IncompleteRead) for a
+    body cut short; it is retried like a reset connection, not a failed run."""
+    fake = FakeKandji(rsps)
+    serve = fake.list_page
+    broken: list[str] = []
+
+    def cut_once(request: Any) -> tuple[int, dict[str, str], str]:
+        if query(request)["offset"] == "2" and not broken:
+            broken.append("2")
+            raise requests.exceptions.ChunkedEncodingError(
+                "('Connection broken: IncompleteRead(311 bytes read, 900 more expected)', IncompleteRead(...))")
+        return serve(request)
+
+    rsps.remove(responses.GET, DEVICES_URL)  # the fake's own route, replaced by the one below
+    rsps.add_callback(responses.GET, DEVICES_URL, callback=cut_once)
+    result = run(settings_for(tmp_path), full=True)
+    assert result.status == "success" and result.counts["devices"]["new"] == 3
+    assert broken == ["2"] and len(recorded_sleeps) == 1
+    assert [c["offset"] for c in fake.list_calls] == ["0", "2", "4"]

@@ -12,16 +12,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.lenovo_warranty.connector import LenovoWarrantyConnector, LenovoWarrantySettings
 from pydantic import ValidationError
 
-from connectors.lenovo_warranty.connector import LenovoWarrantyConnector, LenovoWarrantySettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -106,7 +106,7 @@ def pull(state: StreamState | None = None, **overrides: Any) -> list[Any]:
 def db(settings: Settings) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        out = repo.counts(), repo.get_cursors("lenovo"), repo.list_runs(1)[0]
+        out = repo.entities.counts(), repo.runs.get_cursors("lenovo"), repo.runs.list_runs(1)[0]
     store.close()
     return out
 

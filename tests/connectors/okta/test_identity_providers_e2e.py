@@ -20,12 +20,12 @@ import requests
 import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from itam_sync.connectors.entra.connector import EntraConnector
+from itam_sync.connectors.google_workspace.connector import GoogleWorkspaceConnector
+from itam_sync.connectors.okta.connector import OktaConnector
 
-from connectors.entra.connector import EntraConnector
-from connectors.google_workspace.connector import GoogleWorkspaceConnector
-from connectors.okta.connector import OktaConnector
-from itam_sync.registry import Registry
-from itam_sync.runner import run_connector
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import run_connector
 from itam_sync.settings import ConnectorConfig, PrecedenceConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
@@ -130,9 +130,9 @@ def test_people_from_three_identity_providers_merge_into_one_golden_record_each(
         assert result.counts["users"]["quarantined"] == 1  # each fixture set has one broken user
     store = Store.open(s.store.url)
     with store.begin() as repo:
-        people = {g["email"][0]: (eid, g) for eid, g, _ in repo.iter_entities("person")}
-        sources_of = repo.source_keys_of([eid for eid, _ in people.values()])
-        conflicts = repo.list_conflicts()
+        people = {g["email"][0]: (eid, g) for eid, g, _ in repo.entities.iter_entities("person")}
+        sources_of = repo.entities.source_keys_of([eid for eid, _ in people.values()])
+        conflicts = repo.conflicts.list_conflicts()
     store.close()
     assert sorted(people) == ["anna.berg@example.com", "lars.ek@example.com", "olle.svensson@example.com"]
     for _email, (eid, _) in people.items():

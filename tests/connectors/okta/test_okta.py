@@ -17,16 +17,16 @@ import requests
 import responses
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from itam_sync.connectors.okta.connector import OktaConnector, OktaSettings
 from pydantic import ValidationError
 
-from connectors.okta.connector import OktaConnector, OktaSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -213,7 +213,7 @@ def test_5xx_gives_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path, re
     assert len(fake.requests_to("/api/v1/devices")) == 5 and len(recorded_sleeps) == 4
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts, last = repo.counts(), repo.list_runs(1)[0]
+        counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     assert last["status"] == "failed" and counts["missing_records"] == 0
     assert counts["source_records"] == 3 + 3 + 2  # the first run's records, all still live
@@ -261,7 +261,7 @@ def test_malformed_user_is_quarantined_and_the_rest_synced(okta: Any, tmp_path: 
     assert result.counts["users"]["quarantined"] == 1 and result.counts["users"]["new"] == 3
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        (row,) = repo.list_quarantine(result.run_id)
+        (row,) = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert row[2:4] == ("okta-prod", "users") and "no source key" in row[5]
 
@@ -272,7 +272,7 @@ def test_incremental_run_sends_the_saved_cursor(okta: Any, tmp_path: Path) -> No
     run(settings)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        cursors = repo.get_cursors("okta-prod")
+        cursors = repo.runs.get_cursors("okta-prod")
     store.close()
     # The newest lastUpdated of a mapped record: the quarantined one (09:00) does not move the cursor.
     assert cursors == {"users": "2024-06-02T08:15:00.000Z", "devices": "2024-06-01T17:40:11.000Z"}

@@ -13,16 +13,16 @@ from typing import Any
 
 import openpyxl
 import pytest
+from itam_sync.connectors.procurement.connector import ProcurementConnector, ProcurementSettings, normalize_header
 from pydantic import ValidationError
 
-from connectors.procurement.connector import ProcurementConnector, ProcurementSettings, normalize_header
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -124,7 +124,7 @@ def run(settings: Settings, full: bool = True, allow_shrink: bool = False) -> An
 def db(settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        out = repo.counts(), repo.get_cursors("finance")
+        out = repo.entities.counts(), repo.runs.get_cursors("finance")
     store.close()
     return out
 
@@ -271,7 +271,7 @@ def test_unmappable_and_unkeyed_lines_are_quarantined_by_the_engine(folder: Path
     assert c["quarantined"] == 4 and c["new"] == 5
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        reasons = [r[5] for r in repo.list_quarantine(result.run_id)]
+        reasons = [r[5] for r in repo.quarantine.list_quarantine(result.run_id)]
     store.close()
     assert any("purchase_cost" in r and "tbd" in r for r in reasons)
     assert any("no source key" in r for r in reasons)

@@ -13,15 +13,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
+from itam_sync.connectors.sentinelone.connector import SentinelOneConnector, SentinelOneSettings
 
-from connectors.sentinelone.connector import SentinelOneConnector, SentinelOneSettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import RunResult, SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import RunResult, SyncFailed, run_connector
 from itam_sync.sdk.connector import ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -43,7 +43,10 @@ def query(url: str) -> dict[str, str]:
 
 
 class FakeConsole:
-    """Serves /agents by opaque cursor and `limit`, honouring `updatedAt__gt`."""
+    """Serves /agents by opaque cursor and `limit`, honouring `updatedAt__gt` and `isDecommissioned`.
+
+    Like the console, it leaves decommissioned agents out unless `isDecommissioned` asks for them ("Include
+    active, decommissioned or both. Example: "True,False"", GET /web/api/v2.1/agents parameter)."""
 
     def __init__(self, rsps: responses.RequestsMock, agents: list[Any] | None = None) -> None:
         self.agents = load("agents.json") if agents is None else agents
@@ -59,7 +62,8 @@ class FakeConsole:
         self.calls.append(q)
         if q.get("cursor") in self.failing_cursors:
             return 500, {}, json.dumps({"errors": [{"code": 5000010, "title": "Server Error"}]})
-        agents = self.agents
+        wanted = {v.strip().lower() == "true" for v in q.get("isDecommissioned", "false").split(",")}
+        agents = [a for a in self.agents if bool(a.get("isDecommissioned")) in wanted]
         if "updatedAt__gt" in q:
             agents = [a for a in agents if a["updatedAt"] > q["updatedAt__gt"]]
         start = int(base64.b64decode(q["cursor"]).decode().split(":")[1]) if "cursor" in q else 0
@@ -173,8 +177,8 @@ def test_5xx_given_up_fails_the_run_and_marks_nothing_missing(rsps: responses.Re
     assert len(recorded_sleeps) == 4
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts = repo.counts()
-        assert repo.list_runs(1)[0]["status"] == "failed"
+        counts = repo.entities.counts()
+        assert repo.runs.list_runs(1)[0]["status"] == "failed"
     store.close()
     assert counts["missing_records"] == 0 and counts["source_records"] == 4
 
@@ -198,7 +202,7 @@ def test_malformed_agent_is_quarantined(rsps: responses.RequestsMock, tmp_path: 
     assert result.counts["agents"]["quarantined"] == 1 and result.counts["agents"]["new"] == 4
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        rows = repo.list_quarantine(result.run_id)
+        rows = repo.quarantine.list_quarantine(result.run_id)
     store.close()
     assert rows[0][4] == "1744001122334455999" and "last_seen" in rows[0][5]
 
@@ -210,7 +214,7 @@ def test_incremental_run_sends_updated_at_gt_the_saved_cursor(rsps: responses.Re
     run(settings, full=True)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("s1") == {"agents": "2024-06-02T08:04:02.100000Z"}
+        assert repo.runs.get_cursors("s1") == {"agents": "2024-06-02T08:04:02.100000Z"}
     store.close()
     fake.agents[1] = {**fake.agents[1], "infected": False, "activeThreats": 0, "networkStatus": "connected",
                       "updatedAt": "2024-06-02T09:15:00.000000Z"}
@@ -220,8 +224,8 @@ def test_incremental_run_sends_updated_at_gt_the_saved_cursor(rsps: responses.Re
     assert result.counts["agents"]["seen"] == 1 and result.counts["agents"]["changed"] == 1
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        assert repo.get_cursors("s1") == {"agents": "2024-06-02T09:15:00.000000Z"}
-        assert repo.counts()["missing_records"] == 0
+        assert repo.runs.get_cursors("s1") == {"agents": "2024-06-02T09:15:00.000000Z"}
+        assert repo.entities.counts()["missing_records"] == 0
     store.close()
 
 
@@ -256,3 +260,37 @@ def test_mapping_golden_records() -> None:
     server = stream.map(agents["1744001122334455667"]).fields
     assert server["kind"] == "server" and "serial_number" not in server and server["hostname"] == "db-prod-02"
     assert server["ip_addresses"] == ["10.50.0.12", "172.17.0.1"]
+
+
+def test_decommissioned_agents_are_asked_for_and_kept_not_marked_missing(rsps: responses.RequestsMock,
+                                                                         tmp_path: Path) -> None:
+    """Issue #14: the console leaves decommissioned agents out by default; the connector asks for both, so an
+    agent decommissioned since the last run reads as `health_state: decommissioned`, not as missing."""
+    agents = load("agents.json")
+    old = next(a for a in agents if a["id"] == OLD_W11)
+    fake = FakeConsole(rsps, agents=[{**old, "isDecommissioned": False, "isActive": True}]
+                       + [a for a in agents if a["id"] != OLD_W11])
+    settings = settings_for(tmp_path)
+    first = run(settings, full=True)
+    assert first.status == "success"
+    fake.agents = agents  # since then the old agent was decommissioned in the console
+    fake.calls.clear()
+    result = run(settings, full=True)
+    assert {c["isDecommissioned"] for c in fake.calls} == {"true,false"}
+    assert result.counts["_total"]["missing_marked"] == 0
+    assert result.counts["agents"]["changed"] == 1
+    store = Store.open(settings.store.url)
+    try:
+        with store.begin() as repo:
+            assert repo.entities.counts()["missing_records"] == 0
+    finally:
+        store.close()
+    [record] = [r for r in pull() if r["id"] == OLD_W11]
+    fields = load_mapping(MAPPING).stream("agents").map(record).fields
+    assert fields["health_state"] == "decommissioned" and fields["edr_protected"] is False
+
+
+def test_include_decommissioned_false_reads_active_agents_only(rsps: responses.RequestsMock) -> None:
+    fake = FakeConsole(rsps)
+    ids = [r["id"] for r in pull(include_decommissioned=False)]
+    assert OLD_W11 not in ids and {c.get("isDecommissioned") for c in fake.calls} == {None}

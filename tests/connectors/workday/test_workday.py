@@ -14,16 +14,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from itam_sync.connectors.workday.connector import WorkdayConnector, WorkdaySettings
 from pydantic import ValidationError
 
-from connectors.workday.connector import WorkdayConnector, WorkdaySettings
+from itam_sync.engine.registry import Registry
+from itam_sync.engine.runner import SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.registry import Registry
-from itam_sync.runner import SyncFailed, run_connector
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
-from itam_sync.sdk.testing import conformance_suite, record_sleeps
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from itam_sync.testing import conformance_suite, record_sleeps
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -155,7 +155,7 @@ def test_5xx_gives_up_fails_the_run_and_marks_nothing_missing(tmp_path: Path, re
     assert len(fake.calls) == 5 and len(recorded_sleeps) == 4
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        counts, last = repo.counts(), repo.list_runs(1)[0]
+        counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
     assert last["status"] == "failed" and counts["missing_records"] == 0 and counts["source_records"] == 4
 
@@ -181,7 +181,7 @@ def test_malformed_workers_are_quarantined_and_the_rest_synced(workday: FakeWork
     assert result.counts["workers"]["quarantined"] == 2 and result.counts["workers"]["new"] == 4
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        reasons = sorted(r[5] for r in repo.list_quarantine(result.run_id))
+        reasons = sorted(r[5] for r in repo.quarantine.list_quarantine(result.run_id))
     store.close()
     assert "no source key" in reasons[1] and "Hire_Date" in reasons[0]
 
@@ -192,7 +192,7 @@ def test_incremental_run_sends_the_last_run_start_in_the_prompt(workday: FakeWor
     run(settings)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
-        cursor = repo.get_cursors("workday")["workers"]
+        cursor = repo.runs.get_cursors("workday")["workers"]
     store.close()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", cursor)
     assert "Updated_From" not in workday.queries()[0]  # the full run reads every worker

@@ -1,0 +1,322 @@
+"""Commands that configure and move data: validate, init, run, check, merge, connectors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from itam_sync.cli.common import config_option, echo_plugins, handle_errors, load_config, open_store
+from itam_sync.engine.operations import OperationError
+from itam_sync.engine.registry import Registry, UnknownConnectorType
+from itam_sync.engine.runner import RunResult, SyncFailed, merge_pending, run_connector
+from itam_sync.mapping.loader import MappingLoadError
+from itam_sync.settings import ConfigError, load_settings
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@config_option
+@handle_errors
+def validate(config_path: str) -> None:
+    """Check a config file and its mappings; every problem is reported with file, line and a fix."""
+    from itam_sync.mapping.loader import load_mapping
+
+    loaded = load_settings(config_path)
+    settings = loaded.settings
+    registry = Registry()
+    problems: list[str] = []
+    for i, c in enumerate(settings.connectors):
+        where = f"{config_path}:{loaded.lines.get(('connectors', i, 'type'), '?')}"
+        try:
+            cls = registry.get(c.type)
+        except UnknownConnectorType as exc:
+            close = difflib.get_close_matches(c.type, registry.names(), n=1)
+            problems.append(f"{where}: connectors.{i}.type: {exc}" + (f" (fix: did you mean {close[0]!r}?)"
+                                                                     if close else ""))
+            continue
+        problems += _connector_settings_problems(config_path, loaded, i, cls)
+        mpath = settings.mapping_path(c, cls.mapping_name())
+        if not mpath.exists():
+            key = ("connectors", i, "mapping") if c.mapping else ("connectors", i, "type")
+            problems.append(f"{config_path}:{loaded.lines.get(key, '?')}: {'.'.join(map(str, key))}: mapping file "
+                            f"{mpath} not found (fix: create it, or set `mapping:` to an existing file)")
+            continue
+        try:
+            load_mapping(mpath)
+        except MappingLoadError as exc:
+            problems.extend(getattr(exc, "problems", None) or [str(exc)])
+    problems += _precedence_source_problems(config_path, loaded, registry)
+    from itam_sync.publish.sinks.registry import sink_config_problems
+
+    problems += sink_config_problems(config_path, loaded)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for w in loaded.warnings:
+        if not any(w.split(": ", 2)[-1] in p for p in problems):  # an error now, not also a warning
+            err.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    if problems:
+        for p in problems:
+            err.print(f"[red]error:[/red] {escape(p)}")  # escape: "[a-z]" in a message is not rich markup
+        sys.exit(2)
+    Console(highlight=False).print(f"[green]ok[/green] {config_path}: {len(settings.connectors)} connectors, "
+                                   f"store {settings.store.url}")
+
+def _connector_settings_problems(config_path: str, loaded: Any, i: int, cls: Any) -> list[str]:
+    """Problems of one connector's `settings`, validated as they will be at run time: references whose
+    variable or file exists are resolved first (a `${env:URL}/api` must pass a URL check); a key whose
+    reference cannot be resolved here is not judged (the warning about the reference says enough)."""
+    from pydantic import ValidationError
+
+    from itam_sync.settings import resolve_secrets
+
+    conn = loaded.settings.connectors[i]
+    checked: dict[str, Any] = {}
+    unresolved: set[str] = set()
+    secrets: list[str] = []
+    for key, value in conn.settings.items():
+        try:
+            checked[key] = resolve_secrets(value, key)
+        except ConfigError:
+            checked[key], unresolved = value, unresolved | {key}
+            continue
+        if checked[key] != value and isinstance(checked[key], str) and len(checked[key]) >= 6:
+            secrets.append(checked[key])  # (masking shorter values would garble the message, not protect)
+    try:
+        cls.settings_model.model_validate(checked)
+    except ValidationError as exc:
+        out = []
+        known = list(cls.settings_model.model_fields)
+        for e in exc.errors():
+            if e["loc"] and e["loc"][0] in unresolved:
+                continue
+            loc = ("connectors", i, "settings", *e["loc"])
+            line = loaded.lines.get(loc) or loaded.lines.get(("connectors", i, "settings")) or "?"
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            fix = f"see `itam-sync init` for the {conn.type} settings"
+            if e["type"] == "extra_forbidden":
+                msg = f"unknown {conn.type} setting {str(loc[-1])!r}"
+                close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+                fix = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(known)}"
+            for secret in secrets:  # a validator may quote the value it refused: never a resolved secret
+                msg = msg.replace(secret, "***")
+            out.append(f"{config_path}:{line}: {'.'.join(map(str, loc))}: {msg} (fix: {fix})")
+        return out
+    return []
+
+def _precedence_source_problems(config_path: str, loaded: Any, registry: Registry) -> list[str]:
+    """Precedence sources that name nothing at all (no configured connector, no installed connector type):
+    a typo that would silently change which source wins. (Installed types that are not configured yet only
+    warn: a config may rank sources it adds later.)"""
+    from itam_sync.settings import precedence_orders
+
+    s = loaded.settings
+    known = {c.name for c in s.connectors} | {c.type for c in s.connectors} | {"manual"} | set(registry.names())
+    problems = []
+    for loc, order in precedence_orders(s):
+        for src in order:
+            if src not in known:
+                close = difflib.get_close_matches(src, sorted(known), n=1)
+                problems.append(f"{config_path}:{loaded.lines.get(loc, '?')}: {'.'.join(map(str, loc))}: source "
+                                f"{src!r} is not a configured connector name or type"
+                                + (f" (fix: did you mean {close[0]!r}?)" if close else
+                                   " (fix: use a connector instance name, a connector type or `manual`)"))
+    return problems
+
+@click.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@handle_errors
+def init(output: str | None, force: bool) -> None:
+    """Write a commented starter config with a block for every registered connector type."""
+    from itam_sync.settings.starter import starter_config
+
+    registry = Registry()
+    text = starter_config(registry.names(), registry.get)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    path = Path(output)
+    if path.exists() and not force:
+        raise OperationError(f"{output} exists; use --force to overwrite")
+    path.write_text(text)
+    click.echo(f"wrote {output}")
+
+@click.command()
+@config_option
+@click.option("--connector", "connectors", multiple=True, help="Run only this connector (repeatable).")
+@click.option("--full", is_flag=True, help="Full resync: read everything and mark unseen records missing.")
+@click.option("--allow-shrink", is_flag=True, help="Let a full run mark more than the deletion guard missing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary table.")
+@click.option("--no-wait", is_flag=True, help="If another process (e.g. `serve`) is syncing a connector, say who "
+              "and exit 1 instead of waiting for it.")
+@handle_errors
+def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink: bool, quiet: bool,
+        no_wait: bool) -> None:
+    """Sync connectors (all enabled ones by default) into the store, then merge.
+
+    A connector that another process is syncing right now (`serve`, another shell) is waited for, with a
+    message naming the holder of its lease; --no-wait reports the holder and exits 1 instead.
+    """
+    from itam_sync.engine.runner import ConnectorBusy
+    from itam_sync.store.leases import LeaseInfo
+
+    flags = click.get_current_context().find_root().obj or {}
+    quiet = quiet or bool(flags.get("quiet"))
+    settings = load_config(config_path)
+    names = list(connectors) or [c.name for c in settings.connectors if c.enabled]
+    for n in names:
+        settings.connector(n)
+    store = open_store(settings)
+    registry = Registry()
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    results: list[RunResult] = []
+    failed: list[str] = []
+    # JSON logs share stderr with the progress display: machines get the log lines only.
+    show = not quiet and console.is_terminal and flags.get("log_format") != "json"
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
+                  TextColumn("{task.fields[pages]}"), TextColumn("{task.fields[waits]}"), TimeElapsedColumn(),
+                  console=console, disable=not show) as progress:
+        tasks: dict[str, Any] = {}
+        http: dict[str, list[float]] = {}  # conn/stream -> [pages, rate-limit waits, seconds waited]
+
+        def task(conn: str, stream: str) -> Any:
+            key = f"{conn}/{stream}"
+            if key not in tasks:
+                tasks[key] = progress.add_task(key, total=None, pages="", waits="")
+                http[key] = [0, 0, 0.0]
+            return tasks[key], http[key]
+
+        def on_progress(conn: str, stream: str, seen: int) -> None:
+            progress.update(task(conn, stream)[0], completed=seen)
+
+        def on_http(conn: str, stream: str, kind: str, value: float) -> None:
+            tid, h = task(conn, stream)
+            if kind == "page":
+                h[0] += 1
+            elif kind == "rate_limit_wait":
+                h[1] += 1
+                h[2] += value
+            progress.update(tid, pages=f"{h[0]:,.0f} pages" if h[0] else "",
+                            waits=f"rate-limited {h[1]:.0f}x ({h[2]:.0f} s)" if h[1] else "")
+
+        def on_lease_wait(holder: LeaseInfo) -> None:
+            console.print(f"[yellow]waiting:[/yellow] {holder.name.split(':', 1)[-1]} is being synced by "
+                          f"{holder.describe()}; this run starts when that one ends (Ctrl-C to give up)")
+
+        for n in names:
+            try:
+                results.append(run_connector(settings, n, full=full, allow_shrink=allow_shrink, store=store,
+                                             registry=registry, progress=on_progress, merge=False,
+                                             lease_wait=0 if no_wait else None, on_lease_wait=on_lease_wait,
+                                             on_http=on_http))
+            except ConnectorBusy as exc:
+                console.print(f"[red]busy:[/red] {exc}")
+                failed.append(n)
+            except SyncFailed as exc:
+                console.print(f"[red]error:[/red] {exc}")
+                failed.append(n)
+        # One merge after every connector staged: an entity seen by several sources is merged once.
+        merge_task = progress.add_task("merging golden records", total=None, pages="", waits="")
+        # --no-wait holds for the merge too: a locked store must end the run with an error, not hang it.
+        merged = merge_pending(settings, store, lease_wait=0 if no_wait else None,
+                               on_lease_wait=lambda h: console.print(
+                                   f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
+        progress.update(merge_task, completed=merged.entities)
+    # Short headers and a light box keep the table readable in an 80-column terminal.
+    table = Table(title=f"sync runs ({'full' if full else 'incremental'})", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False,
+                  caption="records new, changed (chg), unchanged (same), quarantined, marked missing (gone)")
+    for col in ("connector", "status", "seen", "new", "chg", "same", "quar", "gone", "confl", "secs"):
+        table.add_column(col, justify="left" if col in ("connector", "status") else "right", no_wrap=True)
+    for r in results:
+        streams = [v for k, v in r.counts.items() if not k.startswith("_")]
+        tot = r.counts.get("_total", {})
+        table.add_row(r.connector, r.status,
+                      *(str(sum(s.get(k, 0) for s in streams)) for k in ("seen", "new", "changed", "unchanged",
+                                                                          "quarantined")),
+                      str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.1f}")
+    if not quiet and results:
+        Console(highlight=False).print(table)
+        Console(highlight=False).print(f"merged {merged.entities} entities: {merged.changed_entities} changed, "
+                                       f"{merged.log_rows} merge-log rows")
+    for r in results:
+        if r.status == "guarded":
+            console.print(f"[yellow]guarded:[/yellow] {r.connector}: {r.message}")
+    store.close()
+    if failed:
+        sys.exit(1)
+
+@click.command()
+@config_option
+@click.option("--connector", "connectors", multiple=True, help="Check only this connector (repeatable).")
+@handle_errors
+def check(config_path: str, connectors: tuple[str, ...]) -> None:
+    """Connect to each source and read one record per stream (no writes); exit 1 if any fails."""
+    from itam_sync.engine.runner import build_connector
+    from itam_sync.sdk.connector import ConnectorError
+
+    settings = load_config(config_path)
+    registry = Registry()
+    names = list(connectors) or [c.name for c in settings.connectors if c.enabled]
+    out = Console(highlight=False)
+    failed = 0
+    for n in names:
+        conn = None
+        try:
+            conn = build_connector(settings, settings.connector(n), registry)
+            seen = conn.check()
+            detail = ", ".join(f"{s}: {'ok' if k else 'empty'}" for s, k in seen.items())
+            out.print(f"[green]ok[/green]    {n}: {detail}")
+        except (ConnectorError, ConfigError) as exc:
+            failed += 1
+            out.print(f"[red]fail[/red]  {n}: {str(exc).splitlines()[0]}")
+        finally:
+            if conn is not None:
+                conn.close()
+    if failed:
+        sys.exit(1)
+
+@click.command()
+@config_option
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@handle_errors
+def merge(config_path: str, dry_run: bool) -> None:
+    """Re-map stored records and re-merge every entity under the current rules (no API calls)."""
+    from itam_sync.engine.operations import remerge
+
+    settings = load_config(config_path)
+    result = remerge(open_store(settings), settings, dry_run=dry_run)
+    stats = result.stats
+    out = Console(highlight=False)
+    verb = "would change" if dry_run else "changed"
+    out.print(f"{stats.entities} entities merged; {stats.changed_entities} {verb}; "
+              f"{result.remapped_records} source records re-mapped")
+    table = Table(title=f"fields that {verb}")
+    for col in ("field", "entities", "examples (entity: old -> new, source, rule)"):
+        table.add_column(col)
+    for f, n in stats.changed_fields.most_common():
+        ex = "; ".join(f"{e['entity']}: {e['old']!r} -> {e['new']!r} ({e['source']}, {e['rule']})"
+                       for e in stats.examples.get(f, []))
+        table.add_row(f, str(n), ex)
+    if stats.changed_fields:
+        out.print(table)
+    for e in result.remap_errors:
+        out.print(f"[yellow]warning:[/yellow] {e}")
+
+@click.command("connectors")
+@handle_errors
+def connectors_cmd() -> None:
+    """List the installed connector types."""
+    reg = Registry()
+    echo_plugins(reg.names(), lambda name: reg.get(name).description)
