@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from itam_sync import clock
 from itam_sync.testing import record_sleeps
 from tests.tests_helpers import Demo, make_demo
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Date-sensitive suites: `make test` runs them again with the clock moved 3 years ahead and 1 year back
+# (`pytest -m clock --clock-shift=+3y`), so a test that compares against a literal date or age fails at once.
+CLOCK_SENSITIVE = ("tests/web/", "tests/insight/", "tests/publish/", "tests/audit/", "tests/connectors/certificates/",
+                   "tests/engine/test_merge_rules.py", "tests/integration/test_demo_sync.py", "tests/test_clock.py")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--clock-shift", default=None, metavar="SHIFT",
+                     help="Move itam-sync's clock (ITAM_SYNC_CLOCK_SHIFT) for the whole run, e.g. +3y or -1y.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "clock: a date-sensitive test, re-run with the clock moved (make test)")
+    shift = config.getoption("--clock-shift")
+    if shift:
+        clock.parse_shift(shift)  # fail fast on a typo
+        os.environ[clock.SHIFT_ENV] = shift
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        rel = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+        if rel.startswith(CLOCK_SENSITIVE):
+            item.add_marker(pytest.mark.clock)
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[clock.Clock]:
+    """Pin itam-sync's clock (for this process and its subprocesses) to the current instant, to the second."""
+    pinned = clock.now().replace(microsecond=0)
+    monkeypatch.setenv(clock.NOW_ENV, pinned.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    yield clock.Clock(pinned)
 
 
 @pytest.fixture
