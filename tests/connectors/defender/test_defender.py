@@ -224,40 +224,57 @@ def test_malformed_machines_are_quarantined(tmp_path: Path) -> None:
     assert any("risk_level" in r and "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567" in r for r in reasons)
 
 
-def test_incremental_run_filters_on_the_saved_last_seen(tmp_path: Path) -> None:
+def test_incremental_run_reads_every_machine_so_a_silent_sensor_is_seen(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     with defender_mock(False):
         run_connector(settings, "defender", full=True, registry=REGISTRY)
-    store = Store.open(settings.store.url)
-    with store.begin() as repo:
-        assert repo.runs.get_cursors("defender") == {"machines": "2024-06-02T06:03:12Z"}
-    store.close()
+    # The SQL server's sensor goes silent: healthStatus turns Inactive, and lastSeen (the last full report)
+    # stays where it was. The fake honours `lastSeen gt` as documented, so a filtered run would never return it.
+    page1 = fixture("machines_page1.json")
+    page1["value"][1]["healthStatus"] = "Inactive"
     with responses.RequestsMock() as rsps:
         ms_login(rsps)
-        api = FakeDefender({None: "machines_empty.json"}).serve(rsps)
+        api = LastSeenFilteringDefender({**PAGES, None: page1}).serve(rsps)
         result = run_connector(settings, "defender", full=False, registry=REGISTRY)
     assert result.status == "success"
-    assert api.queries == [{"$filter": ["lastSeen gt 2024-06-02T06:03:12Z"]}]
+    assert api.queries == [{}, {"$skip": ["10000"]}, {"$skip": ["20000"]}]  # no $filter
+    assert result.counts["machines"]["changed"] == 1
+    store = Store.open(settings.store.url)
+    with store.begin() as repo:
+        sql = [g for _, g, _ in repo.entities.iter_entities("asset") if g.get("hostname", [None])[0] == "srv-sql-01"]
+    store.close()
+    assert sql[0]["edr_protected"][:2] == [False, "defender"] and sql[0]["health_state"][0] == "Inactive"
 
 
-def test_404_means_nothing_new_only_on_incremental_runs(tmp_path: Path) -> None:
+class LastSeenFilteringDefender(FakeDefender):
+    """Applies `$filter=lastSeen gt <time>` the way the OData samples document it (404 when nothing is left)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        query = parse_qs(urlsplit(str(request.url)).query)
+        since = query.get("$filter", [""])[0].removeprefix("lastSeen gt ")
+        if not since:
+            return super().__call__(request)
+        self.queries.append(query)
+        machines = [m for page in self.pages.values() for m in (fixture(page) if isinstance(page, str) else page)[
+            "value"] if isinstance(m, dict) and m.get("lastSeen", "") > since]
+        if not machines:
+            return 404, {}, json.dumps(fixture("machines_not_found.json"))
+        return 200, {"Content-Type": "application/json"}, json.dumps({"value": machines})
+
+
+def test_404_fails_the_run_and_marks_nothing_missing(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     with defender_mock(False):
         run_connector(settings, "defender", full=True, registry=REGISTRY)
-    not_found = {None: (404, fixture("machines_not_found.json"))}
-    with responses.RequestsMock() as rsps:
-        ms_login(rsps)
-        FakeDefender(not_found).serve(rsps)
-        result = run_connector(settings, "defender", full=False, registry=REGISTRY)
-    assert result.status == "success" and result.counts["machines"]["seen"] == 0
-    with responses.RequestsMock() as rsps, pytest.raises(SyncFailed, match="404"):
-        ms_login(rsps)
-        FakeDefender(not_found).serve(rsps)
-        run_connector(settings, "defender", full=True, registry=REGISTRY)
+    not_found: dict[str | None, Any] = {None: (404, fixture("machines_not_found.json"))}
+    for full in (False, True):  # no filter is sent, so 404 means "no machines at all": never "nothing new"
+        with responses.RequestsMock() as rsps, pytest.raises(SyncFailed, match="404"):
+            ms_login(rsps)
+            FakeDefender(not_found).serve(rsps)
+            run_connector(settings, "defender", full=full, registry=REGISTRY)
     store = Store.open(settings.store.url)
     with store.begin() as repo:
         assert repo.entities.counts()["missing_records"] == 0
-        assert repo.runs.get_cursors("defender") == {"machines": "2024-06-02T06:03:12Z"}
     store.close()
 
 
@@ -293,6 +310,9 @@ def test_edr_protected_needs_an_onboarded_active_sensor() -> None:
     assert printer["edr_protected"] is False and "entra_device_id" not in printer
     silent = {"id": "m1", "onboardingStatus": "Onboarded", "healthStatus": "Inactive"}
     assert stream.map(silent, "machines").fields["edr_protected"] is False
+    # machine.md lists the value as `onboarded`; examples write `Onboarded`: both count.
+    documented = {"id": "m2", "onboardingStatus": "onboarded", "healthStatus": "Active"}
+    assert stream.map(documented, "machines").fields["edr_protected"] is True
     server = fixture("machines_page1.json")["value"][1]
     assert stream.map(server, "machines").fields["kind"] == "server"
 

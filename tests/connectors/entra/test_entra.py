@@ -14,6 +14,7 @@ import pytest
 import requests
 import responses
 from itam_sync.connectors.entra.connector import EntraConnector, EntraSettings
+from itam_sync.connectors.entra.managers import ManagerResolver
 
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import SyncFailed, run_connector
@@ -32,6 +33,8 @@ SETTINGS: dict[str, Any] = {"tenant_id": TENANT, "client_id": "11111111-2222-333
                             "client_secret": "s3cr3t~value"}
 DELTA_D1 = f"{GRAPH}/v1.0/users/delta?$deltatoken=d1"
 DELTA_D2 = f"{GRAPH}/v1.0/users/delta?$deltatoken=d2"
+ANNA, LARS = "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e", "9f1c0a2b-1111-4c3d-9e8f-0a1b2c3d4e5f"
+OLLE, MAJA = "c3a1b2d4-2222-4e5f-8a9b-1c2d3e4f5a6b", "e7f8a9b0-4444-4c5d-8e9f-3a4b5c6d7e8f"
 
 
 def fx(name: str) -> Any:
@@ -55,7 +58,10 @@ class FakeGraph:
             ("/v1.0/devices", ""): fx("devices_page1.json"),
             ("/v1.0/devices", "RFNwdAIAAQAAAA"): fx("devices_page2.json"),
             ("/v1.0/subscribedSkus", ""): fx("subscribed_skus.json"),
-            ("/v1.0/users", ""): {"value": [{"id": "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e"}]},
+            ("/v1.0/users", ""): {"value": [{"id": ANNA}]},
+            # Look-ups for managers the delta pages name by id only (anything else answers 404).
+            (f"/v1.0/users/{LARS}", ""): fx("user_lars_select.json"),
+            (f"/v1.0/users/{ANNA}/manager", ""): fx("user_anna_manager.json"),
         }
         self.errors: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.calls: list[requests.PreparedRequest] = []
@@ -87,7 +93,7 @@ class FakeGraph:
         token = q.get("$skiptoken") or q.get("$deltatoken") or ""
         body = self.pages.get((url.path, token))
         if body is None:
-            return 404, {}, json.dumps({"error": {"code": "Request_ResourceNotFound", "message": url.path}})
+            return 404, {}, json.dumps(fx("error_not_found.json"))
         return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
     @staticmethod
@@ -96,6 +102,11 @@ class FakeGraph:
 
     def requests_to(self, path: str) -> list[dict[str, str]]:
         return [self.query(r) for r in self.calls if urlsplit(str(r.url)).path == path]
+
+    def lookups(self) -> list[str]:
+        """Paths of the manager look-ups made (GET /users/{id} and /users/{id}/manager)."""
+        paths = (urlsplit(str(r.url)).path for r in self.calls)
+        return [p for p in paths if re.fullmatch(r"/v1\.0/users/[^/]+(/manager)?", p) and not p.endswith("/delta")]
 
 
 def graph_mock(fail: bool) -> contextlib.AbstractContextManager[Any]:
@@ -158,21 +169,40 @@ def golden_people(settings: Settings) -> dict[str, dict[str, Any]]:
 def test_delta_round_follows_next_links_over_an_empty_page_and_keeps_the_delta_link(graph: FakeGraph) -> None:
     state = StreamState()
     users = list(stream(connector(), "users").records(state))
-    assert [u["displayName"] for u in users] == ["Anna Berg", "Lars Ek", "Olle Svensson", "Scanner service"]
+    assert [u["displayName"] for u in users] == ["Lars Ek", "Olle Svensson", "Scanner service", "Anna Berg"]
     assert state.new_cursor == DELTA_D1
     first, *rest = graph.requests_to("/v1.0/users/delta")
-    assert first["$expand"] == "manager"
+    # The manager is tracked by selecting it (users delta does not support $expand).
+    assert "$expand" not in first
     assert {"accountEnabled", "employeeId", "department", "jobTitle", "mail", "userPrincipalName", "otherMails",
-            "employeeHireDate", "employeeLeaveDateTime"} <= set(first["$select"].split(","))
+            "employeeHireDate", "employeeLeaveDateTime", "manager"} <= set(first["$select"].split(","))
     assert rest == [{"$skiptoken": "p2"}, {"$skiptoken": "p3"}]  # next links followed verbatim
     assert graph.calls[0].headers["Authorization"] == "Bearer graph-token-1" and graph.tokens == 1
+
+
+def test_new_round_resolves_manager_ids_from_the_users_of_the_same_run(graph: FakeGraph) -> None:
+    users = {u["id"]: u for u in stream(connector(), "users").records(StreamState())}
+    # Anna's manager@delta names Lars, who comes after her: she waits until he has been read.
+    assert users[ANNA]["manager"] == {"id": LARS, "mail": None, "userPrincipalName": "lars.ek@example.com"}
+    assert users[OLLE]["manager"] == {"id": ANNA, "mail": "Anna.Berg@example.com",
+                                      "userPrincipalName": "anna.berg@example.com"}
+    assert users[LARS]["manager"] is None  # a new round names every manager: no annotation, no manager
+    assert graph.lookups() == []  # nothing to look up: every manager is in the round
+
+
+def test_user_added_without_manager_in_select_gets_it_anyway(graph: FakeGraph) -> None:
+    # A configured property list without `manager` still tracks it: the connector adds it.
+    list(stream(connector(user_properties=["id", "mail", "userPrincipalName"]), "users").records(StreamState()))
+    (first, *_) = graph.requests_to("/v1.0/users/delta")
+    assert first["$select"] == "id,mail,userPrincipalName,manager"
 
 
 def test_devices_expand_owners_and_page(graph: FakeGraph) -> None:
     devices = list(stream(connector(), "devices").records(StreamState()))
     assert len(devices) == 3 and devices[0]["registeredOwners"][0]["userPrincipalName"] == "anna.berg@example.com"
     first, second = graph.requests_to("/v1.0/devices")
-    assert first["$expand"] == "registeredOwners($select=id,userPrincipalName,mail)" and first["$top"] == "100"
+    # No $select nested in $expand: Graph does not support it on directory-object relationships.
+    assert first["$expand"] == "registeredOwners" and first["$top"] == "100"
     assert second["$skiptoken"] == "RFNwdAIAAQAAAA"
 
 
@@ -188,7 +218,8 @@ def test_incremental_run_calls_the_saved_delta_link_and_maps_removed_users(graph
     (sent,) = graph.requests_to("/v1.0/users/delta")
     assert sent == {"$deltatoken": "d1"}  # the saved link verbatim, no $select added
     assert cursors(settings) == {"users": DELTA_D2}
-    assert result.counts["users"]["changed"] == 2 and result.counts["_total"]["missing_marked"] == 0
+    assert result.counts["users"]["changed"] == 2 and result.counts["users"]["new"] == 1
+    assert result.counts["_total"]["missing_marked"] == 0
     people = golden_people(settings)
     anna = people["anna.berg@example.com"]
     assert anna["title"][0] == "Senior Controller" and anna["department"][0] == "Group Finance"
@@ -196,17 +227,61 @@ def test_incremental_run_calls_the_saved_delta_link_and_maps_removed_users(graph
     store = Store.open(settings.store.url)
     with store.begin() as repo:
         by_idp = {g["idp_user_id"][0]: g for _, g, _ in repo.entities.iter_entities("person")}
-        n_people = len(by_idp)
     store.close()
-    assert by_idp["c3a1b2d4-2222-4e5f-8a9b-1c2d3e4f5a6b"]["status"][:2] == ["terminated", "entra"]
-    assert n_people == 3  # Anna, Lars, Olle: the removed entry updated Olle, it made no new person
+    assert by_idp[OLLE]["status"][:2] == ["terminated", "entra"]
+    assert sorted(by_idp) == sorted([ANNA, LARS, OLLE, MAJA])  # the removed entry made no new person
+
+
+def test_incremental_run_keeps_and_resolves_managers_not_in_its_pages(graph: FakeGraph, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    assert run(settings).status == "success"
+    assert golden_people(settings)["anna.berg@example.com"]["manager"][:2] == ["lars.ek@example.com", "entra"]
+    graph.calls.clear()
+    assert run(settings, full=False).status == "success"
+    people = golden_people(settings)
+    # Anna changed title but not manager, so her record carries no manager@delta: her manager is read with
+    # GET /users/{id}/manager instead of being dropped. Maja is new and names Lars, who is not in this
+    # round: one GET /users/{id} turns his id into his address.
+    assert people["anna.berg@example.com"]["manager"][:2] == ["lars.ek@example.com", "entra"]
+    assert people["maja.lind@example.com"]["manager"][:2] == ["lars.ek@example.com", "entra"]
+    assert sorted(graph.lookups()) == sorted([f"/v1.0/users/{ANNA}/manager", f"/v1.0/users/{LARS}"])
+    assert graph.requests_to(f"/v1.0/users/{LARS}") == [{"$select": "id,mail,userPrincipalName"}]
+
+
+def test_delta_round_needing_too_many_lookups_is_replaced_by_a_new_round(graph: FakeGraph) -> None:
+    state = StreamState(cursor=DELTA_D1, full=False)
+    users = list(stream(connector(manager_lookups=1), "users").records(state))
+    # The delta round needs two look-ups (Anna's manager, Maja's manager by id), the cap is one: nothing of
+    # it reaches the engine; a new round is read instead, whose managers are all among its own users.
+    assert [u["displayName"] for u in users] == ["Lars Ek", "Olle Svensson", "Scanner service", "Anna Berg"]
+    assert [q.get("$deltatoken") or q.get("$skiptoken") or "first" for q in graph.requests_to(
+        "/v1.0/users/delta")] == ["d1", "first", "p2", "p3"]
+    assert graph.lookups() == [] and state.new_cursor == DELTA_D1
+
+
+def test_removed_and_missing_managers_leave_the_manager_empty(graph: FakeGraph) -> None:
+    conn = connector()
+    gone = "0f0f0f0f-5555-4a4a-8b8b-9c9c9c9c9c9c"  # not a user any more: GET /users/{id} answers 404
+    round_ = [
+        # A manager taken away: the annotation's entry carries @removed (microsoft/api-guidelines
+        # change-tracking pattern, `property@delta` with `@removed`).
+        {"id": ANNA, "mail": "anna.berg@example.com", "manager@delta": [
+            {"@odata.type": "#microsoft.graph.user", "id": LARS, "@removed": {"reason": "deleted"}}]},
+        {"id": MAJA, "mail": "maja.lind@example.com", "manager@delta": [
+            {"@odata.type": "#microsoft.graph.user", "id": gone}]},
+        None]
+    out = list(ManagerResolver(conn.http, 10, "entra").new_round(round_))
+    assert out[0]["manager"] is None and out[1] is None
+    assert out[2]["manager"] == {"id": gone, "mail": None, "userPrincipalName": None}
+    assert graph.lookups() == [f"/v1.0/users/{gone}"]
+    assert load_mapping(MAPPING).stream("users").map(out[2]).fields.get("manager") is None
 
 
 def test_expired_delta_link_starts_a_new_round_in_the_same_run(graph: FakeGraph) -> None:
     graph.errors["/v1.0/users/delta"] = [(410, {})]
     state = StreamState(cursor=DELTA_D1, full=False)
     users = list(stream(connector(), "users").records(state))
-    assert len(users) == 4 and state.new_cursor == DELTA_D1
+    assert len(users) == 4 and state.new_cursor == DELTA_D1 and graph.lookups() == []
     assert [q.get("$deltatoken") or q.get("$skiptoken") or "first" for q in graph.requests_to(
         "/v1.0/users/delta")] == ["d1", "first", "p2", "p3"]
 
@@ -300,19 +375,19 @@ def mapped(stream_name: str, record: dict[str, Any]) -> dict[str, Any]:
     return {"key": obs.source_key, "observed_at": obs.observed_at, **obs.fields}
 
 
-def test_mapping_user_golden() -> None:
-    anna, lars = fx("users_delta_page1.json")["value"]
-    assert mapped("users", anna) == {
-        "key": "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e", "observed_at": None, "employee_id": "E10442",
+def test_mapping_user_golden(graph: FakeGraph) -> None:
+    users = {u["id"]: u for u in stream(connector(), "users").records(StreamState())}  # as the engine sees them
+    assert mapped("users", users[ANNA]) == {
+        "key": ANNA, "observed_at": None, "employee_id": "E10442",
         "email": "anna.berg@example.com",
         "email_aliases": ["anna.berg@example.com", "anna.berg@example.onmicrosoft.com"],
         "display_name": "Anna Berg", "department": "Finance", "title": "Controller", "manager": "lars.ek@example.com",
-        "location": "Stockholm HQ", "status": "active", "start_date": "2021-03-01",
-        "idp_user_id": "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e"}
-    assert mapped("users", lars)["status"] == "suspended" and mapped("users", lars)["end_date"] == "2024-06-30"
-    removed = fx("users_delta_changes.json")["value"][1]
-    assert mapped("users", removed) == {"key": "c3a1b2d4-2222-4e5f-8a9b-1c2d3e4f5a6b", "observed_at": None,
-                                        "status": "terminated", "idp_user_id": "c3a1b2d4-2222-4e5f-8a9b-1c2d3e4f5a6b"}
+        "location": "Stockholm HQ", "status": "active", "start_date": "2021-03-01", "idp_user_id": ANNA}
+    lars = mapped("users", users[LARS])
+    assert lars["status"] == "suspended" and lars["end_date"] == "2024-06-30" and "manager" not in lars
+    assert mapped("users", users[OLLE])["manager"] == "anna.berg@example.com"
+    removed = fx("users_delta_changes.json")["value"][2]
+    assert mapped("users", removed) == {"key": OLLE, "observed_at": None, "status": "terminated", "idp_user_id": OLLE}
 
 
 def test_mapping_device_golden() -> None:
@@ -333,6 +408,6 @@ def test_mapping_device_golden() -> None:
 def test_mapping_sku_golden() -> None:
     e3, _ = fx("subscribed_skus.json")["value"]
     assert mapped("subscribed_skus", e3) == {
-        "key": "05E9A617-0261-4CEE-BB44-138D3EF5D965", "observed_at": None, "product": "SPE_E3",
+        "key": "05e9a617-0261-4cee-bb44-138d3ef5d965", "observed_at": None, "product": "SPE_E3",
         "vendor": "Microsoft", "sku_id": "05e9a617-0261-4cee-bb44-138d3ef5d965", "seats_purchased": 450,
         "seats_assigned": 412}

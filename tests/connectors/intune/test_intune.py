@@ -236,21 +236,38 @@ def test_malformed_devices_are_quarantined(tmp_path: Path) -> None:
     assert "enrolled_at" in reasons[0] and "e1f2a3b4-c5d6-4e7f-8091-a2b3c4d5e6f7" in reasons[0]
 
 
-def test_incremental_run_filters_on_the_saved_last_sync(tmp_path: Path) -> None:
+def test_incremental_run_reads_every_device_without_a_date_filter(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     with intune_mock(False):
         run_connector(settings, "intune", full=True, registry=REGISTRY)
-    store = Store.open(settings.store.url)
-    with store.begin() as repo:
-        # The largest lastSyncDateTime seen; the never-synced 0001-01-01 placeholder does not count.
-        assert repo.runs.get_cursors("intune") == {"managed_devices": "2024-06-02T09:30:02Z"}
-    store.close()
+    # The Galaxy becomes compliant after its next check-in. A date filter on managedDevices cannot be trusted
+    # (only lt/gt are documented; gt/ge are reported to answer nothing): this fake answers a filtered request
+    # with an empty page, as reported, so a filtered incremental run would lose the change without a trace.
+    page2 = fixture("managed_devices_page2.json")
+    page2["value"][1] |= {"complianceState": "compliant", "lastSyncDateTime": "2024-06-02T10:15:00Z"}
     with responses.RequestsMock() as rsps:
         ms_login(rsps)
-        graph = FakeGraph({None: "managed_devices_empty.json"}).serve(rsps)
+        graph = FilterDroppingGraph({**PAGES, "page2": page2}).serve(rsps)
         result = run_connector(settings, "intune", full=False, registry=REGISTRY)
     assert result.status == "success"
-    assert graph.queries == [{"$filter": ["lastSyncDateTime ge 2024-06-02T09:30:02Z"]}]
+    assert all("$filter" not in q for q in graph.queries) and len(graph.queries) == 3
+    assert result.counts["managed_devices"]["changed"] == 1 and result.counts["managed_devices"]["unchanged"] == 3
+    store = Store.open(settings.store.url)
+    with store.begin() as repo:
+        galaxy = repo.entities.entity_by_key("asset", "entra_device_id:5d6e7f80-9a1b-4c2d-8e3f-4a5b6c7d8e9f")
+        golden = next(g for eid, g, _ in repo.entities.iter_entities("asset") if eid == galaxy)
+    store.close()
+    assert golden["compliance_state"][:2] == ["compliant", "intune"]
+
+
+class FilterDroppingGraph(FakeGraph):
+    """Answers any `$filter`ed request with an empty collection, as users report for date filters here."""
+
+    def __call__(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        if "$filter" in parse_qs(urlsplit(str(request.url)).query):
+            self.queries.append(parse_qs(urlsplit(str(request.url)).query))
+            return 200, {"Content-Type": "application/json"}, json.dumps(fixture("managed_devices_empty.json"))
+        return super().__call__(request)
 
 
 def test_mapping_golden() -> None:
@@ -283,12 +300,21 @@ def test_messy_devices_map_to_clean_keys() -> None:
     assert iphone["mac_addresses"] == ["f099b6123456"] and iphone["serial_number"] == "F2LXK3ABCD12"
     desktop, android = (stream.map(r, "managed_devices").fields
                         for r in fixture("managed_devices_page2.json")["value"])
-    # Never synced, not Entra-registered, placeholder serial: none of it becomes a value or a key.
-    for absent in ("serial_number", "entra_device_id", "last_seen", "assigned_to", "kind"):
+    # Never synced, not Entra-registered, placeholder serial, no Wi-Fi: none of it becomes a value or a key.
+    for absent in ("serial_number", "entra_device_id", "last_seen", "assigned_to", "kind", "mac_addresses"):
         assert absent not in desktop
-    assert desktop["mac_addresses"] == ["001b213a4c5d"]
     assert android["kind"] == "mobile" and "serial_number" not in android
     assert android["compliance_state"] == "inGracePeriod"
+
+
+def test_mapping_reads_no_property_a_list_response_leaves_empty() -> None:
+    # ethernetMacAddress (null), udid and iccid ("") and physicalMemoryInBytes (0) are filled only by a
+    # single-device GET with $select; the connector lists. Even if a value were present, the mapping must not
+    # build identity on a property the list call does not deliver.
+    raw = fixture("managed_devices_page1.json")["value"][0] | {
+        "ethernetMacAddress": "001B213A4C5D", "udid": "00008110-000A1B2C3D4E801E", "iccid": "8946071234567890123"}
+    fields = load_mapping(MAPPING).stream("managed_devices").map(raw, "managed_devices").fields
+    assert fields["mac_addresses"] == ["a4b1c2d3e4f5"] and "udid" not in fields
 
 
 def test_secret_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
