@@ -9,8 +9,8 @@ engine's HTTP layer (retries, Okta's X-Rate-Limit-Reset waits, 401 refresh, reda
 Auth, one of:
 - `api_token`: `Authorization: SSWS <token>` (the token acts with its admin's permissions);
 - `client_id` + `private_key` (+ `key_id`): an OAuth 2.0 service app. Each token request carries a freshly
-  signed private-key JWT client assertion (RS256, single-use `jti`, 5-minute `exp`), signed with PyJWT,
-  which msal already depends on. DPoP-bound apps are not supported (turn "Require DPoP" off);
+  signed private-key JWT client assertion (RS256, single-use `jti`, 5-minute `exp`; `sdk.client_assertion`).
+  DPoP-bound apps are not supported (turn "Require DPoP" off);
 - `access_token`: a bearer token minted elsewhere (no refresh: a 401 fails the run).
 
 Full runs list users with `filter=lastUpdated ge "1970-01-01T00:00:00.000Z"` rather than no filter:
@@ -22,24 +22,15 @@ same millisecond as the cursor is re-read, unchanged, rather than missed).
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections.abc import Iterator
 from typing import Any, ClassVar, cast
 
-import jwt
 from pydantic import Field, model_validator
 from requests.auth import AuthBase
 
 from itam_sync.sdk.auth import BearerAuth, HeaderAuth, OAuth2ClientCredentials
-from itam_sync.sdk.connector import (
-    BadRecord,
-    Connector,
-    ConnectorError,
-    ConnectorSettings,
-    Stream,
-    StreamState,
-)
+from itam_sync.sdk.client_assertion import private_key_jwt
+from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
 from itam_sync.sdk.errors import HttpError
 from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.http_stream import HttpStream
@@ -175,25 +166,8 @@ class OktaConnector(Connector):
         if s.access_token:
             return BearerAuth(s.access_token)
         token_url = s.token_url or f"{s.org_url.rstrip('/')}/oauth2/v1/token"
-        return OAuth2ClientCredentials(token_url, str(s.client_id), scope=s.scopes,
-                                       extra_form=lambda: self._client_assertion(token_url))
-
-    def _client_assertion(self, token_url: str) -> dict[str, str]:
-        """A fresh private-key JWT for one token request (RFC 7523): iss = sub = client id, aud = token URL.
-        """
-        s = self.settings
-        now = int(time.time())
-        claims = {"iss": s.client_id, "sub": s.client_id, "aud": token_url, "iat": now, "exp": now + 300,
-                  "jti": uuid.uuid4().hex}
-        try:
-            assertion = jwt.encode(claims, str(s.private_key), algorithm="RS256",
-                                   headers={"kid": s.key_id} if s.key_id else None)
-        except (ValueError, TypeError, jwt.PyJWTError) as exc:  # never echo the key
-            raise ConnectorError(f"cannot sign the Okta client assertion with private_key "
-                                 f"({type(exc).__name__}); it must be an RSA private key in PEM form",
-                                 kind="config") from None
-        return {"client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                "client_assertion": assertion}
+        assertion = lambda: private_key_jwt(str(s.client_id), str(s.private_key), token_url, s.key_id)  # noqa: E731
+        return OAuth2ClientCredentials(token_url, str(s.client_id), scope=s.scopes, extra_form=assertion)
 
     def streams(self) -> list[Stream]:
         return [OktaUsers(self), OktaDevices(self), OktaApps(self)]

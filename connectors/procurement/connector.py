@@ -24,26 +24,22 @@ record, whose `_file`/`_row` say where to fix them.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import fnmatch
 import hashlib
-import io
 import logging
-import re
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from openpyxl import load_workbook
-from openpyxl.cell.cell import ERROR_CODES
 from pydantic import Field, field_validator
 
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
+from itam_sync.sdk.tabular import EXCEL_ERRORS, cell_text, csv_rows, header_names, normalize_header, xlsx_rows
 
+__all__ = ["ProcurementConnector", "ProcurementSettings", "normalize_header"]
 log = logging.getLogger(__name__)
 
-Row = tuple[int, list[Any]]  # (1-based row or line number, cell values)
 XLSX_SUFFIXES = (".xlsx", ".xlsm")  # read as workbooks; anything else matching the pattern is read as CSV
 
 
@@ -69,26 +65,6 @@ class ProcurementSettings(ConnectorSettings):
 
     def globs(self) -> list[str]:
         return [p.strip() for p in self.pattern.split(",") if p.strip()]
-
-
-def normalize_header(name: str) -> str:
-    """'PO Number' -> 'po_number', 'Serial #' -> 'serial', 'Cost (EUR)' -> 'cost_eur'."""
-    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
-
-
-def cell_text(value: Any) -> str:
-    """An XLSX cell as the text a CSV export would hold: ISO dates, integers without '.0', '' for empty."""
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 class PurchaseFiles(Stream):
@@ -124,33 +100,22 @@ class PurchaseFiles(Stream):
         state.new_cursor = sorted(imported)
 
     def lines(self, path: Path, data: bytes) -> Iterator[dict[str, Any] | BadRecord]:
+        s = self.connector.settings
         try:
-            rows = self.xlsx_rows(data) if path.suffix.lower() in XLSX_SUFFIXES else self.csv_rows(data)
+            rows = (xlsx_rows(data, s.sheet) if path.suffix.lower() in XLSX_SUFFIXES
+                    else csv_rows(data, s.encoding, s.delimiter))
             header: list[str] | None = None
             for n, cells in rows:
                 if all(cell_text(c).strip() == "" for c in cells):
                     continue
                 if header is None:
-                    header = self.header(cells)
+                    header = header_names(cells, s.normalize_headers)
                     continue
                 yield self.record(path.name, n, header, cells)
         except (UnicodeDecodeError, zipfile.BadZipFile, KeyError, OSError, ValueError, csv.Error) as exc:
             # The lines before the failure are kept; the file's hash is recorded, since the same bytes would
             # fail again: a corrected export is a new file.
             yield BadRecord(f"{path.name}: cannot read the file ({type(exc).__name__}: {str(exc)[:200]})")
-
-    def header(self, cells: list[Any]) -> list[str]:
-        names = [cell_text(c).strip() for c in cells]
-        if self.connector.settings.normalize_headers:
-            names = [normalize_header(h) for h in names]
-        while names and not names[-1]:  # trailing unnamed columns (",," at the end of every line) are no data
-            names.pop()
-        seen: dict[str, int] = {}
-        out = []
-        for h in names:  # a repeated column name gets a suffix instead of overwriting the first
-            seen[h] = seen.get(h, 0) + 1
-            out.append(h if seen[h] == 1 or not h else f"{h}_{seen[h]}")
-        return out
 
     @staticmethod
     def record(file: str, n: int, header: list[str], cells: list[Any]) -> dict[str, Any] | BadRecord:
@@ -162,7 +127,7 @@ class PurchaseFiles(Stream):
         rec: dict[str, Any] = {}
         for name, value in zip(header, cells, strict=False):
             text = cell_text(value)
-            if isinstance(value, str) and value in ERROR_CODES:
+            if isinstance(value, str) and value in EXCEL_ERRORS:
                 return BadRecord(f"{where}: column {name!r} holds the Excel error {value}", raw=raw)
             if not name:
                 if text.strip():
@@ -170,25 +135,6 @@ class PurchaseFiles(Stream):
                 continue
             rec[name] = text
         return {**rec, "_file": file, "_row": n}
-
-    def csv_rows(self, data: bytes) -> Iterable[Row]:
-        s = self.connector.settings
-        reader = csv.reader(io.StringIO(data.decode(s.encoding), newline=""), delimiter=s.delimiter)
-        for cells in reader:
-            yield reader.line_num, list(cells)
-
-    def xlsx_rows(self, data: bytes) -> Iterable[Row]:
-        sheet = self.connector.settings.sheet
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        try:
-            if sheet is not None and sheet not in book.sheetnames:
-                raise ConnectorError(f"no sheet {sheet!r} (sheets: {', '.join(book.sheetnames)}); "
-                                     "fix settings.sheet", kind="config")
-            ws = book[sheet] if sheet is not None else book.worksheets[0]
-            for n, values in enumerate(ws.iter_rows(values_only=True), 1):
-                yield n, list(values)
-        finally:
-            book.close()
 
 
 class ProcurementConnector(Connector):
