@@ -9,10 +9,11 @@ of that connector (itam_sync.service.server). This module only decides; it holds
   The GET has no side effect, so it is answered without checking the header.
 - **Jamf Pro webhooks**: header authentication (a header name and value configured in Jamf) or HTTP basic
   authentication (a user and password); bodies are `{"webhook": {...}, "event": {...}}`.
-- **Microsoft Graph change notifications** (Entra, Intune, Defender): a POST with `?validationToken=...` when
-  the subscription is made, answered 200 text/plain with the token; then POSTs of `{"value": [...]}` whose
-  every notification carries the subscription's `clientState`, which must equal the secret. Notifications
-  with another clientState are dropped.
+- **Microsoft Graph change notifications** (Entra): a POST with `?validationToken=...` when the subscription
+  is made, answered 200 text/plain with the token; then POSTs of `{"value": [...]}` whose every notification
+  carries the subscription's `clientState`, which must equal the secret. Notifications with another
+  clientState are dropped. None is offered for Intune or Defender: Graph has no change notifications for
+  Intune managed devices, and Defender machines are not a Graph resource; those run on their schedule.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from itam_sync.settings import ConfigError, Settings, resolve_secrets
 
 log = logging.getLogger(__name__)
 HookKind = Literal["okta", "jamf", "graph"]
-KIND_BY_TYPE: dict[str, HookKind] = {"okta": "okta", "jamf": "jamf", "entra": "graph", "intune": "graph",
-                                     "defender": "graph"}
+KIND_BY_TYPE: dict[str, HookKind] = {"okta": "okta", "jamf": "jamf", "entra": "graph"}
 OKTA_CHALLENGE = "x-okta-verification-challenge"
 
 
