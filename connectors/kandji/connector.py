@@ -63,9 +63,10 @@ class KandjiSettings(ConnectorSettings):
         default=DEFAULT_SECTIONS,
         description="Sections of the details response kept on the record (null keeps all of them)")
     timeout_s: float = Field(default=60, gt=0, description="Read timeout of one request, in seconds")
-    requests_per_hour: int = Field(default=5_000, ge=1, le=QUOTA,
-                                   description="Most requests this connector sends in any hour; the tenant's "
-                                               "10,000/hour is shared by every token, so leave room")
+    requests_per_hour: int | None = Field(default=5_000, ge=1, le=QUOTA,
+                                          description="Most requests this connector sends in any hour (the "
+                                                      "tenant's 10,000/hour is shared by every token, so leave "
+                                                      "room); null: no pacing (test servers)")
     details_cache: str | None = Field(default=None,
                                       description="SQLite file remembering each device's details between runs, "
                                                   "so unchanged devices cost no details request")
