@@ -34,6 +34,7 @@ import botocore.session
 import google.auth
 import google.auth.exceptions
 import httplib2
+from azure.core import PipelineClient
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 from azure.core.paging import ItemPaged
 from azure.core.pipeline.policies import ContentDecodePolicy, RedirectPolicy, RetryPolicy, UserAgentPolicy
@@ -279,7 +280,8 @@ def rest_dict(model: Any) -> dict[str, Any]:
     is `serialize(keep_readonly=True)` (without keep_readonly, read-only fields such as vmId are dropped).
     """
     if isinstance(model, Mapping):
-        return dict(model.as_dict()) if callable(getattr(model, "as_dict", None)) else dict(model)
+        as_dict = getattr(model, "as_dict", None)
+        return dict(as_dict()) if callable(as_dict) else dict(model)
     serialize = getattr(model, "serialize", None)
     if callable(serialize):
         return dict(serialize(keep_readonly=True))
@@ -334,7 +336,7 @@ class AzureArm:
             RetryPolicy(retry_total=self.retry_total), ARMChallengeAuthenticationPolicy(self.credential, self.scope),
             ARMHttpLoggingPolicy()], connection_timeout=min(self.timeout, 10), read_timeout=self.timeout)
 
-    def _list_subscriptions(self, client: ARMPipelineClient[Any, Any]) -> ItemPaged[dict[str, Any]]:
+    def _list_subscriptions(self, client: PipelineClient[Any, Any]) -> ItemPaged[dict[str, Any]]:
         def get_next(next_link: str | None) -> HttpResponse:
             request = (HttpRequest("GET", next_link) if next_link else
                        HttpRequest("GET", f"{self.arm_url}/subscriptions", params={"api-version": SUBSCRIPTIONS_API}))

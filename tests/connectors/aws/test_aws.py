@@ -278,11 +278,11 @@ def test_throttling_is_retried_by_botocore_and_the_wait_taken(aws: dict[tuple[st
 
 def test_retry_mode_and_attempts_are_settings() -> None:
     conn = AwsConnector("x", AwsSettings.model_validate({**SETTINGS, "retry_mode": "adaptive", "max_attempts": 7}))
-    client = conn.client(conn.base, "ec2", "eu-north-1")
+    client = conn.aws.client(conn.aws.base, "ec2", "eu-north-1")
     assert client.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 7}
     assert client.meta.region_name == "eu-north-1"
     conn = AwsConnector("x", AwsSettings.model_validate({**SETTINGS, "endpoint_url": "http://127.0.0.1:4566"}))
-    assert conn.client(conn.base, "ec2", "us-gov-west-1").meta.endpoint_url == "http://127.0.0.1:4566"
+    assert conn.aws.client(conn.aws.base, "ec2", "us-gov-west-1").meta.endpoint_url == "http://127.0.0.1:4566"
 
 
 def test_throttled_to_the_end_fails_the_run_and_marks_nothing_missing(aws: dict[tuple[str, str], list[str]],

@@ -1,4 +1,6 @@
-"""The Google Workspace connector over httplib2 fakes (HttpMockSequence and a routing fake) and the engine."""
+"""The Google Workspace connector over httplib2 fakes (HttpMockSequence and a routing fake) and the engine.
+
+The default settings read all four streams: the three Directory lists and the Cloud Identity company inventory."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ TOKEN_URI = "https://oauth2.googleapis.com/token"
 USERS = "/admin/directory/v1/users"
 CHROMEOS = "/admin/directory/v1/customer/my_customer/devices/chromeos"
 MOBILE = "/admin/directory/v1/customer/my_customer/devices/mobile"
+COMPANY = "/v1/devices"  # Cloud Identity, on cloudidentity.googleapis.com
 
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 SA_INFO = {
@@ -42,7 +45,8 @@ SA_INFO = {
                                       serialization.NoEncryption()).decode(),
     "client_email": "itam-sync@itam-test.iam.gserviceaccount.com", "client_id": "101234567890123456789",
     "token_uri": TOKEN_URI}
-SETTINGS: dict[str, Any] = {"credentials_json": json.dumps(SA_INFO), "subject": "itam-reader@example.com"}
+SETTINGS: dict[str, Any] = {"credentials_json": json.dumps(SA_INFO), "subject": "itam-reader@example.com",
+                            "company_devices": True}
 
 
 def fx(name: str) -> str:
@@ -63,7 +67,8 @@ def token(n: int = 1) -> tuple[dict[str, str], str]:
 
 
 class FakeGoogle:
-    """An httplib2 stand-in routing by (path, pageToken): the token endpoint and the three Directory lists."""
+    """An httplib2 stand-in routing by (path, pageToken): the token endpoint, the three Directory lists and the
+    Cloud Identity devices list."""
 
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
@@ -73,6 +78,7 @@ class FakeGoogle:
             (CHROMEOS, "CiQ4YTNjMWQyZS1hYWFhLTRiNWMtOWQwZS0xZjJhM2I0YzVkNmU"): fx("chromeos_page2.json"),
             (CHROMEOS, "CiQzMzMz"): fx("chromeos_page3.json"),
             (MOBILE, ""): fx("mobile_page1.json"),
+            (COMPANY, ""): fx("company_devices_page1.json"), (COMPANY, "Q0lEMg"): fx("company_devices_page2.json"),
         }
         self.request_sequence: list[tuple[str, str, Any, dict[str, str]]] = []
         self.tokens = 0
@@ -200,7 +206,7 @@ def test_persistent_5xx_fails_the_run_and_marks_nothing_missing(tmp_path: Path) 
     with store.begin() as repo:
         counts, last = repo.entities.counts(), repo.runs.list_runs(1)[0]
     store.close()
-    assert last["status"] == "failed" and counts["missing_records"] == 0 and counts["source_records"] == 7
+    assert last["status"] == "failed" and counts["missing_records"] == 0 and counts["source_records"] == 10
 
 
 def test_401_refreshes_the_token_and_succeeds() -> None:
@@ -331,3 +337,83 @@ def test_mapping_mobile_golden() -> None:
         "assigned_to": "lars.ek@example.com", "last_seen": "2024-06-02T21:14:05Z",
         "enrolled_at": "2023-11-02T08:30:00Z", "mdm_managed": True}
     assert mapped("mobile_devices", ipad)["kind"] == "tablet" and mapped("mobile_devices", ipad)["os_name"] == "iOS"
+
+
+# ------------------------------------------------------------------- company-owned devices (Cloud Identity)
+
+CLOUD_IDENTITY = "https://cloudidentity.googleapis.com"
+
+
+def test_company_devices_are_the_cloud_identity_company_inventory() -> None:
+    http = HttpMockSequence([token(), ok(fx("company_devices_page1.json")), ok(fx("company_devices_page2.json"))])
+    with transport(http):
+        devices = pull("company_devices")
+    assert [(d["serialNumber"], d["ownerType"]) for d in devices] == [
+        ("5CG1234XYZ", "COMPANY"), ("HT82V1A01076", "COMPANY"), ("DMPXK2ABC123", "COMPANY")]
+    first, second = (u for u, *_ in http.request_sequence[1:])
+    assert urlsplit(first)[:3] == ("https", "cloudidentity.googleapis.com", COMPANY)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(first).query).items()}
+    assert query == {"customer": "customers/my_customer", "view": "COMPANY_INVENTORY", "pageSize": "100",
+                     "alt": "json"}
+    assert {k: v[0] for k, v in parse_qs(urlsplit(second).query).items()} == {**query, "pageToken": "Q0lEMg"}
+    assert auth_headers(http) == ["Bearer ya29.token-1"] * 2  # one token for both APIs
+
+
+def test_company_devices_are_opt_in_and_only_then_is_their_scope_asked_for() -> None:
+    off = connector(company_devices=False)
+    assert [s.name for s in off.streams()] == ["users", "chromeos_devices", "mobile_devices"]
+    assert SCOPES["company_devices"] not in off.scopes()
+    fake = FakeGoogle()
+    with transport(fake):
+        list(off.streams()[0].records(StreamState()))
+    claims = google.auth.jwt.decode(parse_qs(fake.request_sequence[0][2].decode())["assertion"][0], verify=False)
+    assert set(claims["scope"].split()) == {SCOPES["users"], SCOPES["chromeos_devices"], SCOPES["mobile_devices"]}
+    assert not fake.queries(COMPANY)
+
+
+def test_company_devices_customer_and_endpoint_are_settings() -> None:
+    http = HttpMockSequence([token(), ok({})])
+    with transport(http):
+        assert pull("company_devices", customer="C03az79cb", cloud_identity_url="https://ci.example.test/") == []
+    (uri, *_), = http.request_sequence[1:]
+    assert uri.startswith("https://ci.example.test/v1/devices?") and "customer=customers%2FC03az79cb" in uri
+
+
+def test_check_reads_one_company_device_and_names_its_scope_on_403() -> None:
+    one = [ok(fx("users_page1.json")), ok(fx("chromeos_page1.json")), ok(fx("mobile_page1.json"))]
+    with transport(HttpMockSequence([token(), *one, ok(fx("company_devices_page1.json"))])):
+        assert connector().check() == {"users": 1, "chromeos_devices": 1, "mobile_devices": 1, "company_devices": 1}
+    with transport(HttpMockSequence([token(), *one, error(403, "Cloud Identity API has not been used")])), \
+            pytest.raises(ConnectorError, match="cloud-identity.devices.readonly") as err:
+        connector().check()
+    assert err.value.kind == "config"
+
+
+def test_company_device_and_synced_mobile_device_are_one_asset(tmp_path: Path) -> None:
+    """The iPad is in the company inventory and, once its user synced it, in mobile_devices: one asset."""
+    settings = make_settings(tmp_path)
+    with transport(FakeGoogle()):
+        result = run(settings)
+    assert result.counts["company_devices"]["new"] == 3
+    store = Store.open(settings.store.url)
+    with store.begin() as repo:
+        ipads = [g for _, g, _ in repo.entities.iter_entities("asset")
+                 if (g.get("serial_number") or [None])[0] == "DMPXK2ABC123"]
+    store.close()
+    assert len(ipads) == 1
+    assert ipads[0]["tags"][0] == ["asset_tag=IT-004609", "owner_type=COMPANY"]
+
+
+def test_mapping_company_device_golden() -> None:
+    laptop, phone = json.loads(fx("company_devices_page1.json"))["devices"]
+    assert mapped("company_devices", laptop) == {
+        "key": "devices/Y2xpZW50LWxhcHRvcC0wMzc3", "observed_at": "2024-06-03T07:12:44Z",
+        "serial_number": "5CG1234XYZ", "mac_addresses": ["3c22fb123456"], "manufacturer": "HP",
+        "model": "HP EliteBook 840 G8", "hostname": "fin-lt-0377", "os_name": "Windows",
+        "os_version": "Windows 11 23H2", "last_seen": "2024-06-03T07:12:44Z",
+        "tags": ["asset_tag=IT-004377", "owner_type=COMPANY"]}
+    assert "kind" not in mapped("company_devices", laptop)  # laptop or desktop: the API does not say
+    m = mapped("company_devices", phone)
+    assert (m["kind"], m["os_name"], m["imei"], m["manufacturer"]) == ("mobile", "Android", "352099001761482", "Google")
+    ipad = mapped("company_devices", json.loads(fx("company_devices_page2.json"))["devices"][0])
+    assert (ipad["kind"], ipad["os_name"], ipad["serial_number"]) == ("tablet", "iOS", "DMPXK2ABC123")
