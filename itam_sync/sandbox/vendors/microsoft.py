@@ -4,7 +4,10 @@
   msal only talks to https authorities: point `authority_host` at the sandbox's TLS listener.
 - Graph (`/graph/{v1.0|beta}`): `@odata.nextLink` paging with opaque `$skiptoken`s; users through a delta
   query whose last page carries `@odata.deltaLink` (`$deltatoken` = the population version the round
-  started at, so the next round returns what changed since); 429 with `Retry-After`.
+  started at, so the next round returns what changed since); with `manager` in `$select`, each user with a
+  manager carries `manager@delta` (ids only, as Graph sends it); `GET /users/{id}` and
+  `GET /users/{id}/manager` (404 when none) for look-ups; 429 with `Retry-After`. Managed devices come as
+  a list response does: `ethernetMacAddress` null and `udid` empty (Graph fills them only per device).
 - Defender (`/defender/api/machines`): pages of up to 10,000 with `$skip` next links; an incremental filter
   that matches nothing answers 404, as the real API does.
 One token issuer serves them all (tokens are not scoped per resource here).
@@ -30,6 +33,8 @@ def register(router: Router) -> None:
     v = r"/(?P<ver>v1\.0|beta)"
     router.add("GET", GRAPH + v + "/users/delta", "graph", users_delta)
     router.add("GET", GRAPH + v + "/users", "graph", users_list)
+    router.add("GET", GRAPH + v + "/users/(?P<uid>[^/]+)/manager", "graph", user_manager)
+    router.add("GET", GRAPH + v + "/users/(?P<uid>[^/]+)", "graph", user_get)
     router.add("GET", GRAPH + v + "/devices", "graph", devices)
     router.add("GET", GRAPH + v + "/subscribedSkus", "graph", subscribed_skus)
     router.add("GET", GRAPH + v + "/deviceManagement/managedDevices", "graph", managed_devices)
@@ -101,7 +106,7 @@ def users_delta(req: Request, sb: Sandbox) -> Response:
     if state is None:
         delta = req.q("$deltatoken")
         since = int(delta[1:]) if delta and delta[:1] == "v" and delta[1:].isdigit() else None
-        state = {"s": since, "v": pop.version, "x": "manager" in (req.q("$expand") or "")}
+        state = {"s": since, "v": pop.version, "x": "manager" in (req.q("$select") or "").split(",")}
     since = state.get("s")
 
     def build() -> list[int]:
@@ -131,6 +136,52 @@ def _entra_user_id(pop: Population, i: int) -> str:
     return _uuid(_hex(pop.seed, "entra-user", i))
 
 
+def _entra_person(sb: Sandbox, uid: str) -> int | None:
+    """The person index behind an Entra user id (None: no such user in Entra)."""
+    pop = sb.population
+    ids = sb.cached(("graph.user-ids",), lambda: {_entra_user_id(pop, i): i for i in pop.people_of("entra")})
+    return ids.get(uid)
+
+
+def _entra_manager(pop: Population, i: int) -> int | None:
+    m = pop.people[i].manager
+    return m if m >= 0 and pop.people[m].in_entra else None
+
+
+def user_get(req: Request, sb: Sandbox) -> Response:
+    if not sb.bearer_ok(req, "microsoft"):
+        return _denied()
+    assert req.match is not None
+    with sb.population.lock:
+        i = _entra_person(sb, req.match.group("uid"))
+        body = None if i is None else user(sb.population, i, False)
+    if body is None:
+        return _not_found()
+    sb.records["entra.lookups"] += 1
+    return json_response({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity", **body})
+
+
+def user_manager(req: Request, sb: Sandbox) -> Response:
+    if not sb.bearer_ok(req, "microsoft"):
+        return _denied()
+    assert req.match is not None
+    with sb.population.lock:
+        i = _entra_person(sb, req.match.group("uid"))
+        m = None if i is None else _entra_manager(sb.population, i)
+        body = None if m is None else user(sb.population, m, False)
+    if body is None:
+        return _not_found()
+    sb.records["entra.lookups"] += 1
+    return json_response({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects/$entity",
+                          "@odata.type": "#microsoft.graph.user", **body})
+
+
+def _not_found() -> Response:
+    return json_response({"error": {"code": "Request_ResourceNotFound",
+                                    "message": "Resource does not exist or one of its queried reference-property "
+                                               "objects are not present."}}, 404)
+
+
 def user(pop: Population, i: int, expand_manager: bool) -> dict[str, Any]:
     p = pop.people[i]
     status = pop.person_status(i)
@@ -143,10 +194,9 @@ def user(pop: Population, i: int, expand_manager: bool) -> dict[str, Any]:
         "employeeHireDate": f"{p.hire_date}T00:00:00Z",
         "employeeLeaveDateTime": f"{pop.term_date(i)}T00:00:00Z" if status == "terminated" else None,
         "createdDateTime": f"{p.hire_date}T08:00:00Z"}
-    if expand_manager and p.manager >= 0 and pop.people[p.manager].in_entra:
-        m = pop.people[p.manager]
-        out["manager"] = {"@odata.type": "#microsoft.graph.user", "id": _entra_user_id(pop, m.idx),
-                          "mail": pop.email_as(m.idx, "entra"), "userPrincipalName": m.email}
+    manager = _entra_manager(pop, i) if expand_manager else None
+    if manager is not None:  # ids only: the connector resolves them
+        out["manager@delta"] = [{"@odata.type": "#microsoft.graph.user", "id": _entra_user_id(pop, manager)}]
     return out
 
 
@@ -226,7 +276,6 @@ def managed_device(pop: Population, i: int) -> dict[str, Any]:
     owner = pop.device_owner(i)
     p = pop.people[owner] if owner >= 0 else None
     wifi = d.mac2 if d.kind == "laptop" else d.mac if d.kind in ("mobile", "tablet") else ""
-    ethernet = d.mac if d.kind in ("laptop", "desktop") else ""
     # A few devices are not registered in Entra: Intune reports the all-zero id (junk, never a match key).
     entra = d.entra_device_id.upper() if d.entra_device_id and i % 33 else "00000000-0000-0000-0000-000000000000"
     return {
@@ -242,8 +291,9 @@ def managed_device(pop: Population, i: int) -> dict[str, Any]:
         "manufacturer": d.manufacturer, "imei": _spaced_imei(d.imei) if i % 2 else d.imei,
         "serialNumber": d.serial if d.kind != "desktop" or not d.junk_serial else d.serial.lower(),
         "phoneNumber": "", "userDisplayName": f"{p.first} {p.last}" if p else "",
-        "wiFiMacAddress": wifi.upper(), "ethernetMacAddress": ethernet.upper() or None, "meid": "",
-        "udid": d.udid, "totalStorageSpaceInBytes": 511101108224, "physicalMemoryInBytes": 0}
+        # A list response leaves these at their defaults; Graph fills them only on a single-device GET.
+        "wiFiMacAddress": wifi.upper(), "ethernetMacAddress": None, "meid": "",
+        "udid": "", "totalStorageSpaceInBytes": 511101108224, "physicalMemoryInBytes": 0}
 
 
 def _spaced_imei(imei: str) -> str:
