@@ -16,7 +16,6 @@ from rich.table import Table
 
 from itam_sync.cli.common import (
     ENTITY_NAMES,
-    _cell,
     _short,
     config_option,
     handle_errors,
@@ -26,6 +25,7 @@ from itam_sync.cli.common import (
     print_log,
 )
 from itam_sync.model.canonical import FIELDS, EntityType
+from itam_sync.model.csv_safety import csv_cell
 from itam_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,8 @@ def export(config_path: str, entity_name: str, fmt: str, output: str | None, as_
                 keys = repo.entities.source_keys_of([b[0] for b in batch])
                 for eid, golden, status in batch:
                     if writer:
-                        writer.writerow([eid, status, *(_cell(golden[f][0] if f in golden else None) for f in fields),
+                        writer.writerow([eid, status,
+                                         *(csv_cell(golden[f][0] if f in golden else None) for f in fields),
                                          ";".join(keys.get(eid, []))])
                     else:
                         rec = {"id": eid, "type": etype.value, "status": status,
@@ -217,7 +218,8 @@ def _export_as_of(settings: Settings, etype: EntityType, fields: list[str], fmt:
     for ent in iter_as_of(open_store(settings), etype.value, as_of):
         vals = ent.fields
         if writer:
-            writer.writerow([ent.entity_id, ent.status, *(_cell(vals[f].value if f in vals else None) for f in fields),
+            writer.writerow([ent.entity_id, ent.status,
+                             *(csv_cell(vals[f].value if f in vals else None) for f in fields),
                              ";".join(ent.records)])
         else:
             rec = {"id": ent.entity_id, "type": etype.value, "status": ent.status,
