@@ -106,7 +106,7 @@ class FakeVendors:
         # Jamf Pro: OAuth client credentials, computers inventory (one page) and no mobile devices.
         rsps.post(f"{JAMF}/api/oauth/token",
                   json={"access_token": "jamf-tok", "token_type": "Bearer", "expires_in": 1799})
-        rsps.add_callback(responses.GET, re.compile(re.escape(JAMF) + r"/api/v[12]/.*"), callback=self.jamf)
+        rsps.add_callback(responses.GET, re.compile(re.escape(JAMF) + r"/api/v[123]/.*"), callback=self.jamf)
         # CrowdStrike: OAuth2 token (201), the scroll query and the entities POST.
         rsps.post(f"{FALCON}/oauth2/token", status=201,
                   json={"access_token": "cs-tok", "token_type": "bearer", "expires_in": 1799})
@@ -118,7 +118,7 @@ class FakeVendors:
     def jamf(self, request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
         assert request.headers.get("Authorization") == "Bearer jamf-tok"
         path = urlsplit(str(request.url)).path
-        if path == "/api/v1/computers-inventory":
+        if path == "/api/v3/computers-inventory":  # the current inventory version (v1 is deprecated)
             return _json(load("jamf_computers.json"))
         return _json({"totalCount": 0, "results": []})
 
