@@ -11,7 +11,7 @@ import pytest
 
 from itam_sync import clock
 from itam_sync.testing import record_sleeps
-from tests.tests_helpers import Demo, make_demo
+from tests.tests_helpers import DEMO_ANCHOR, Demo, clock_shift_to, make_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,8 +57,11 @@ def recorded_sleeps() -> Iterator[list[float]]:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Demo:
-    """A private copy of the demo (data, mappings, config) on a tmp SQLite file."""
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Demo:
+    """A private copy of the demo (data, mappings, config) on a tmp SQLite file, with itam-sync's clock running
+    from the instant the demo files were written at (tests/integration/test_demo_any_date.py runs it at others)."""
+    monkeypatch.delenv(clock.NOW_ENV, raising=False)
+    monkeypatch.setenv(clock.SHIFT_ENV, clock_shift_to(DEMO_ANCHOR))
     return make_demo(tmp_path)
 
 

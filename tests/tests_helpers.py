@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,15 @@ from itam_sync.store import Store
 from itam_sync.store.repos import Repos
 
 ROOT = Path(__file__).resolve().parents[1]
+# The instant the demo files were written at (config/demo.yaml `dates_relative_to`): the demo tests run with
+# itam-sync's clock moved to it, so the files' dates are read unshifted and every age is what the story says.
+DEMO_ANCHOR = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def clock_shift_to(instant: datetime) -> str:
+    """An ITAM_SYNC_CLOCK_SHIFT value that moves the system clock to `instant` (time keeps running from there)."""
+    seconds = round((instant - datetime.now(UTC)).total_seconds())
+    return f"{'+' if seconds >= 0 else '-'}{abs(seconds)}s"
 
 
 def golden_by_key(repo: Repos, entity_type: str, key: str) -> dict[str, Any]:

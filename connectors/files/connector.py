@@ -13,12 +13,15 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from itam_sync import clock
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
+from itam_sync.sdk.dates import shift_record
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,9 @@ class FileSettings(ConnectorSettings):
     path: str = Field(description="File path or glob (e.g. /data/exports/procurement-*.csv)")
     stream: str = Field(default="records", description="Stream name; the mapping's streams key")
     encoding: str = "utf-8-sig"
+    dates_relative_to: datetime | None = Field(
+        default=None, description="Demo and test data only: the instant the file was written at. Every ISO "
+        "date-time in its records moves by (now - this instant), dates by as many days: the same story on any day.")
 
 
 class CsvSettings(FileSettings):
@@ -72,8 +78,14 @@ class FileStream(Stream):
         if not state.full and state.cursor == fingerprint:
             log.info("%s: files unchanged since the last run; nothing to read", self.connector.name)
             return
+        anchor = settings.dates_relative_to
+        delta = None
+        if anchor:  # whole hours: data read a few seconds apart (or by several workers) shifts the same way
+            elapsed = clock.now() - (anchor if anchor.tzinfo else anchor.replace(tzinfo=UTC))
+            delta = timedelta(hours=round(elapsed / timedelta(hours=1)))
         for path in paths:
-            yield from self.file_connector.read(path)
+            for rec in self.file_connector.read(path):
+                yield shift_record(rec, delta) if delta and isinstance(rec, dict) else rec
 
 
 class FileConnector(Connector):

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from itam_sync import clock
 from itam_sync.engine.operations import OperationError
 from itam_sync.store import Store
 from itam_sync.store.chain import CONTENT_COLUMNS, GENESIS, row_hash
@@ -215,7 +216,7 @@ def export_evidence(store: Store, since: str | None, until: str | None, fh: IO[s
     prev = head_rows[0][12] if head_rows else None
     first_id: int | None = head_rows[0][0] if head_rows else None
     header = {"kind": EXPORT_KIND, "version": 1, "since": since, "until": until,
-              "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "exported_at": clock.now_iso(),
               "first_id": first_id, "last_id": last if head_rows else None,
               "prev_hash": prev,
               "hash": "row_hash = sha256(prev_hash + '\\x1e' + canonical(row)); see itam_sync/store/chain.py"}

@@ -7,6 +7,7 @@ from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from typing import Any
 
+from itam_sync import clock
 from itam_sync.engine.merge.merger import merge_entity
 from itam_sync.engine.merge.rules import Rules
 from itam_sync.engine.operations import find_entity
@@ -55,7 +56,7 @@ def age_of(at: str | None, now: datetime) -> str:
 
 def explain(store: Store, settings: Settings, entity_ref: str, history: int = 20) -> Explanation:
     """Every field of an entity: value, winning source, its age, the competing values and why they lost."""
-    now = datetime.now(UTC)
+    now = clock.now()
     rules = Rules(settings.precedence, settings.connector_types(), now)
     with store.begin() as repo:
         eid = find_entity(repo, entity_ref)

@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from itam_sync import clock
 from itam_sync.cli.common import config_option, handle_errors, load_config
 from itam_sync.engine.operations import OperationError
 from itam_sync.service.scheduler import connector_schedules
@@ -127,7 +128,7 @@ def _span(s: int) -> str:
 def status(config_path: str, as_json: bool) -> None:
     """Each connector: its last run and result, its next scheduled runs and who holds its lease now."""
     settings = load_config(config_path)
-    now = datetime.now(UTC)
+    now = clock.now()
     store = Store.open(settings.store.url)
     try:
         with store.begin() as repo:

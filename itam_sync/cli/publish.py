@@ -13,6 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from itam_sync import clock
 from itam_sync.cli.common import config_option, echo_plugins, handle_errors, load_config, open_store
 from itam_sync.engine.operations import OperationError
 from itam_sync.publish.events import follow_events, iter_events, resume_file
@@ -133,14 +134,14 @@ def events(config_path: str, since_id: int | None, follow: bool, output: str, in
     try:
         stream = (follow_events(store, after, interval=interval, settings=settings) if follow
                   else iter_events(store, after, settings=settings))
-        last_flush = datetime.now(UTC)
+        last_flush = clock.now()
         for event in stream:
             if wanted and event.type not in wanted:
                 continue
             fh.write(event.to_json() + "\n")
             written += 1
             # Followers and pipes see each event promptly; bulk exports flush at most every second.
-            now = datetime.now(UTC)
+            now = clock.now()
             if follow or (now - last_flush).total_seconds() >= 1:
                 fh.flush()
                 last_flush = now

@@ -10,9 +10,9 @@ import getpass
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from itam_sync import clock
 from itam_sync.engine.merge.apply import MergeStats, apply_merge
 from itam_sync.engine.merge.rules import Rules
 from itam_sync.engine.registry import Registry
@@ -39,11 +39,11 @@ def current_actor() -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.now_iso()
 
 
 def _rules(settings: Settings) -> Rules:
-    return Rules(settings.precedence, settings.connector_types(), datetime.now(UTC))
+    return Rules(settings.precedence, settings.connector_types(), clock.now())
 
 
 def find_record(repo: Repos, ref: str) -> tuple[Any, ...]:

@@ -18,11 +18,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from itam_sync import clock
 from itam_sync.engine.identity import IdentityPolicy, RecordToResolve, resolve
 from itam_sync.engine.merge.apply import MergeStats, apply_merge
 from itam_sync.engine.merge.rules import Rules, iso
@@ -103,7 +103,7 @@ class RunResult:
 
 
 def now_iso() -> str:
-    return iso(datetime.now(UTC))
+    return iso(clock.now())
 
 
 def build_connector(settings: Settings, conn_cfg: ConnectorConfig, registry: Registry) -> Connector:
@@ -407,7 +407,7 @@ def merge_pending(settings: Settings, store: Store, actor: str | None = None, *,
             if not ids and not expired:
                 return MergeStats()
             run_id = repo.runs.create_run("(merge)", "merge", "merge", at, os.getpid(), socket.gethostname())
-            rules = Rules(settings.precedence, settings.connector_types(), datetime.now(UTC))
+            rules = Rules(settings.precedence, settings.connector_types(), clock.now())
             stats = apply_merge(repo, ids + expired, rules, run_id, at, actor=actor)
             repo.entities.clear_dirty(ids)
             if not repo.leases.lease_held(lease.name, lease.holder):

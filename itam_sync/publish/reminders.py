@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 
+from itam_sync import clock
 from itam_sync.engine.runner import SyncFailed
 from itam_sync.insight import reports
 from itam_sync.sdk.http import HttpClient
@@ -320,7 +321,7 @@ def run_reminders(settings: Settings, store: Store | None = None, *, dry_run: bo
     channels = channels_of(settings)
     if not channels:
         raise ConfigError(["no reminder delivery configured (reminders.delivery.smtp or .slack_webhook)"])
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or clock.now()).astimezone(UTC)
     at = _iso(now)
     names = {r.name: r for r in rem.rules}
     own_store = store is None
@@ -389,12 +390,12 @@ def run_reminders(settings: Settings, store: Store | None = None, *, dry_run: bo
                 continue
             ids = [i for i, _, _ in pending[ch] if i is not None]
             with store.begin() as repo:
-                repo.publish.mark_reminders_sent(ids, _iso(datetime.now(UTC)))
+                repo.publish.mark_reminders_sent(ids, _iso(clock.now()))
             result.delivered[ch] = len(ids)
         status = "failed" if result.errors else "success"
         error = "; ".join(f"{ch}: {e}" for ch, e in result.errors.items()) or None
         with store.begin() as repo:
-            repo.runs.finish_run(result.run_id or 0, status, _iso(datetime.now(UTC)), time.perf_counter() - t0,
+            repo.runs.finish_run(result.run_id or 0, status, _iso(clock.now()), time.perf_counter() - t0,
                             {"reminders": {"seen": result.items, "new": result.queued, "changed": 0},
                              "_total": {"items": result.items, "queued": result.queued,
                                         "resolved": result.resolved, "delivered": result.delivered}}, error)

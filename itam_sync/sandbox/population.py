@@ -23,9 +23,13 @@ import hashlib
 import random
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 
-T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())
+from itam_sync import clock
+
+# The population's epoch: 34 days before today (itam_sync.clock), at midnight UTC, so ages, stale devices and
+# terminations tell the same story on any date. Fixed for the process (a sandbox serves one consistent world).
+T0 = int(datetime.combine(clock.today() - timedelta(days=34), time(), UTC).timestamp())
 DOCK_MAC = "00e04c680a11"  # a Realtek USB-C dock NIC: reported by every laptop that plugs into it
 JUNK_SERIALS = ("To Be Filled By O.E.M.", "System Serial Number", "Default string", "0")
 
@@ -300,7 +304,7 @@ class Population:
         v = self.person_term[i]
         if v:
             return iso(T0 + v * 3600)[:10]
-        return "2026-06-30" if self.people[i].status0 == "terminated" else ""
+        return iso(T0 - 124 * 86400)[:10] if self.people[i].status0 == "terminated" else ""  # ~5 months ago
 
     # -- generation ---------------------------------------------------------------------------------
     def _person(self, i: int) -> Person:

@@ -32,6 +32,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from itam_sync import clock
 from itam_sync.settings import ConfigError, ConnectorConfig, Settings, parse_duration
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ class ServiceScheduler:
             self._scheduler.add_job(self._fire, sched.trigger, args=(key, sched, False), id=key, name=key)
 
     def _fire(self, connector: str, sched: Schedule, full: bool) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         due = sched.last_due(now + timedelta(milliseconds=50)) or now  # never a hair before its own fire time
         req = Request(connector, full=full, reason="full_schedule" if full else "schedule", due=due)
         self.dispatcher.submit(req, delay=random.uniform(0, sched.jitter(self.settings.service.jitter_s)))
@@ -301,7 +302,7 @@ class ServiceScheduler:
 
         `served(request)` says whether a run since the request's due time already did it. A connector that
         never ran gets a full run first if it has a full schedule."""
-        now = datetime.now(UTC)
+        now = clock.now()
         queued: list[Request] = []
         every: list[tuple[str, tuple[Schedule | None, Schedule | None]]] = [
             *self.schedules.items(), *((k, (v, None)) for k, v in self.tasks.items())]
@@ -322,7 +323,7 @@ class ServiceScheduler:
 
     def next_runs(self) -> dict[str, dict[str, datetime | None]]:
         """Per connector, the next nominal incremental and full run."""
-        now = datetime.now(UTC)
+        now = clock.now()
         return {n: {"incremental": inc.next_after(now) if inc else None, "full": full.next_after(now) if full else None}
                 for n, (inc, full) in self.schedules.items()}
 

@@ -26,7 +26,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
@@ -34,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
+from itam_sync import clock
 from itam_sync.engine.registry import Registry, UnknownConnectorType
 from itam_sync.engine.runner import RunInterrupted, SyncFailed, merge_pending, run_connector
 from itam_sync.mapping.loader import MappingLoadError, load_mapping
@@ -391,7 +391,7 @@ class Service:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.now_iso()
 
 
 def build_app(svc: Service) -> FastAPI:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import OperationalError
 
+from itam_sync import clock
 from itam_sync.store import Store
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class LeaseInfo:
 
     def expired(self, now: datetime | None = None, grace: float = 0.0) -> bool:
         """Past its expiry (by more than `grace` seconds)."""
-        return self.expires_at < lease_time((now or datetime.now(UTC)) - timedelta(seconds=grace))
+        return self.expires_at < lease_time((now or clock.now()) - timedelta(seconds=grace))
 
     def on_this_host(self) -> bool:
         return self.host == socket.gethostname()
@@ -146,7 +147,7 @@ class Lease:
             return LeaseInfo(self.name, DB_LOCKED, "", "")
 
     def _write(self, op: Callable[..., bool]) -> bool:
-        now = datetime.now(UTC)
+        now = clock.now()
         with self.store.begin() as repo:
             ok = op(repo, lease_time(now), lease_time(now + timedelta(seconds=self.ttl_s)))
         if ok:
@@ -181,7 +182,7 @@ class Lease:
 
     def renew(self) -> bool:
         """Push the expiry out by the time to live; False (and `lost`) if someone else holds it now."""
-        expires = lease_time(datetime.now(UTC) + timedelta(seconds=self.ttl_s))
+        expires = lease_time(clock.now() + timedelta(seconds=self.ttl_s))
         with self.store.begin() as repo:
             ok = repo.leases.lease_renew(self.name, self.holder, expires)
         if not ok:

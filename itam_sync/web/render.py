@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -12,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from itam_sync import __version__
+from itam_sync import __version__, clock
 from itam_sync.audit.explain import age_of
 from itam_sync.web.auth import TokenAuth, strip_token
 from itam_sync.web.service import BadInput
@@ -105,7 +104,7 @@ def int_param(request: Request, name: str) -> int | None:
 
 
 def age(at: str | None) -> str:
-    return age_of(at, datetime.now(UTC))
+    return age_of(at, clock.now())
 
 
 _TEMPLATES.env.filters["age"] = age
