@@ -54,19 +54,22 @@ def az(name: str) -> Any:
     return json.loads((AZ / name).read_text())
 
 
+JSON = {"Content-Type": "application/json; charset=utf-8"}  # msrest-era azure-mgmt clients need it to parse
+
+
 def azure_arm(request: Any) -> tuple[int, dict[str, str], str]:
     url = urlsplit(request.url)
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
     parts = url.path.strip("/").split("/")
     if parts == ["subscriptions"]:
-        return 200, {}, json.dumps(az("subscriptions_page2.json" if "$skiptoken" in query
+        return 200, JSON, json.dumps(az("subscriptions_page2.json" if "$skiptoken" in query
                                       else "subscriptions_page1.json"))
     sub = parts[1].lower()
     if query.get("statusOnly") == "true":
-        return 200, {}, json.dumps(az("vms_fin_status.json" if sub == FIN else "vms_sandbox_status.json"))
+        return 200, JSON, json.dumps(az("vms_fin_status.json" if sub == FIN else "vms_sandbox_status.json"))
     if sub == FIN:
-        return 200, {}, json.dumps(az("vms_fin_page2.json" if "$skiptoken" in query else "vms_fin_page1.json"))
-    return 200, {}, json.dumps(az("vms_sandbox.json"))
+        return 200, JSON, json.dumps(az("vms_fin_page2.json" if "$skiptoken" in query else "vms_fin_page1.json"))
+    return 200, JSON, json.dumps(az("vms_sandbox.json"))
 
 
 class MockSequence(HttpMockSequence):

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,6 +20,7 @@ from itam_sync.connectors.azure.connector import AzureConnector, AzureSettings
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import RunResult, SyncFailed, run_connector
 from itam_sync.mapping.loader import load_mapping
+from itam_sync.sdk.cloud import rest_dict
 from itam_sync.sdk.connector import BadRecord, ConnectorError, StreamState
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
 from itam_sync.store import Store
@@ -41,6 +42,10 @@ def load(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
+def json_typed(status: int, headers: dict[str, str], body: str) -> tuple[int, dict[str, str], str]:
+    return status, {"Content-Type": "application/json; charset=utf-8", **headers}, body
+
+
 class FakeAzure:
     """Entra (OIDC discovery + token endpoint) and ARM: subscriptions, VMs (paged, statusOnly), resources."""
 
@@ -57,8 +62,10 @@ class FakeAzure:
         rsps.add(responses.GET, f"{login}/v2.0/.well-known/openid-configuration",
                  json=json.loads(json.dumps(load("openid_configuration.json")).replace(LOGIN, login)))
         rsps.add_callback(responses.POST, f"{login}/oauth2/v2.0/token", callback=self.token)
-        # Through a lambda so a test can swap `arm_call` for a throttling or failing version.
-        rsps.add_callback(responses.GET, re.compile(rf"{re.escape(arm)}/.*"), callback=lambda r: self.arm_call(r))
+        # Through a lambda so a test can swap `arm_call` for a throttling or failing version. ARM answers JSON
+        # with this content type; msrest-era clients (azure-mgmt-compute < 38) need it to parse the body.
+        rsps.add_callback(responses.GET, re.compile(rf"{re.escape(arm)}/.*"), callback=lambda r: json_typed(
+            *self.arm_call(r)))
 
     def token(self, request: Any) -> tuple[int, dict[str, str], str]:
         self.tokens.append({k: v[0] for k, v in parse_qs(request.body).items()})
@@ -341,3 +348,108 @@ def test_mapping_golden(fake: FakeAzure) -> None:
     assert res == {"kind": "cloud_resource", "cloud_provider": "azure", "cloud_account": FIN,
                    "region": "swedencentral", "instance_id": storage["id"].lower(),
                    "instance_type": "Microsoft.Storage/storageAccounts", "tags": ["env=prod", "costcenter=4711"]}
+
+
+# ------------------------------------------------ issue 14: the REST shape in every azure-mgmt-compute version
+#
+# azure-mgmt-compute 30-37 generate msrest-era models: `as_dict()` flattens `properties` into snake_case
+# attributes (vm_id, hardware_profile, ...), so a mapping of the REST JSON (properties.vmId, ...) found nothing.
+# 38 brought hybrid models whose `as_dict()` is the REST JSON. The models below are msrest-era models of the
+# same shape as 37's VirtualMachine (a subset of its attribute map), on the msrest `Model` that azure-mgmt-compute
+# still vendors, so the real (de)serialiser runs.
+
+_serialization = pytest.importorskip("azure.mgmt.compute._utils.serialization")
+
+
+class _Msrest(_serialization.Model):  # type: ignore[misc, name-defined]
+    @classmethod
+    def _infer_class_models(cls) -> dict[str, type]:
+        return MSREST_MODELS
+
+
+class HardwareProfile(_Msrest):
+    _attribute_map = {"vm_size": {"key": "vmSize", "type": "str"}}
+
+
+class OSDisk(_Msrest):
+    _attribute_map = {"os_type": {"key": "osType", "type": "str"}, "name": {"key": "name", "type": "str"}}
+
+
+class StorageProfile(_Msrest):
+    _attribute_map = {"os_disk": {"key": "osDisk", "type": "OSDisk"}}
+
+
+class OSProfile(_Msrest):
+    _attribute_map = {"computer_name": {"key": "computerName", "type": "str"}}
+
+
+class InstanceViewStatus(_Msrest):
+    _attribute_map = {"code": {"key": "code", "type": "str"}, "display_status": {"key": "displayStatus", "type": "str"}}
+
+
+class VirtualMachineInstanceView(_Msrest):
+    _attribute_map = {"statuses": {"key": "statuses", "type": "[InstanceViewStatus]"}}
+
+
+class VirtualMachine(_Msrest):
+    _validation = {"id": {"readonly": True}, "name": {"readonly": True}, "type": {"readonly": True},
+                   "vm_id": {"readonly": True}, "instance_view": {"readonly": True}}
+    _attribute_map = {
+        "id": {"key": "id", "type": "str"}, "name": {"key": "name", "type": "str"},
+        "type": {"key": "type", "type": "str"}, "location": {"key": "location", "type": "str"},
+        "tags": {"key": "tags", "type": "{str}"},
+        "hardware_profile": {"key": "properties.hardwareProfile", "type": "HardwareProfile"},
+        "storage_profile": {"key": "properties.storageProfile", "type": "StorageProfile"},
+        "os_profile": {"key": "properties.osProfile", "type": "OSProfile"},
+        "vm_id": {"key": "properties.vmId", "type": "str"},
+        "instance_view": {"key": "properties.instanceView", "type": "VirtualMachineInstanceView"}}
+
+
+MSREST_MODELS: dict[str, type] = {c.__name__: c for c in (
+    HardwareProfile, OSDisk, StorageProfile, OSProfile, InstanceViewStatus, VirtualMachineInstanceView, VirtualMachine)}
+
+
+def msrest_vm(rest: dict[str, Any]) -> Any:
+    """The msrest-era VirtualMachine an azure-mgmt-compute 30-37 client builds from this REST JSON."""
+    return _serialization.Deserializer(MSREST_MODELS)("VirtualMachine", rest)
+
+
+def hybrid_vm(rest: dict[str, Any]) -> Any:
+    """The hybrid VirtualMachine an azure-mgmt-compute >= 38 client builds from this REST JSON."""
+    from azure.mgmt.compute.models import VirtualMachine as InstalledVirtualMachine
+
+    if not issubclass(InstalledVirtualMachine, Mapping):
+        pytest.skip("the installed azure-mgmt-compute has msrest-era models")
+    return InstalledVirtualMachine(rest)
+
+
+@pytest.mark.parametrize("build", [hybrid_vm, msrest_vm], ids=["hybrid (>=38)", "msrest-era (30-37)"])
+def test_documented_rest_vm_round_trips_to_canonical_fields(build: Any) -> None:
+    """A VM in the REST shape of the API reference (Virtual Machines - List All), through the model a client of
+    either generation builds, serialised back by the connector and mapped: every canonical field is there."""
+    rest = load("vms_fin_page1.json")["value"][1]  # Windows VM with osProfile.windowsConfiguration
+    raw = rest_dict(build(rest))
+    assert raw["properties"]["vmId"] == rest["properties"]["vmId"]
+    fields = load_mapping(MAPPING).stream("virtual_machines").map(
+        {**raw, "subscriptionId": FIN, "powerState": "deallocated"}, "virtual_machines").fields
+    assert fields == {"kind": "cloud_instance", "cloud_provider": "azure", "cloud_account": FIN,
+                      "region": "westeurope", "instance_id": "a7b6c5d4-e3f2-4a1b-9c8d-7e6f5a4b3c2d",
+                      "instance_type": "Standard_B2ms", "power_state": "deallocated", "lifecycle_state": "deployed",
+                      "hostname": "addc01", "os_name": "Windows"}
+
+
+def test_msrest_era_clients_keep_vm_id_size_host_os_and_power_state(fake: FakeAzure,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connector over a client that hands out msrest-era models (azure-mgmt-compute < 38): the HTTP path is
+    the real one, each VM the client deserialised is rebuilt as the model a 37 client would have made."""
+    from azure.mgmt.compute.operations import VirtualMachinesOperations
+
+    original = VirtualMachinesOperations.list_all
+    monkeypatch.setattr(VirtualMachinesOperations, "list_all",
+                        lambda self, **kw: (msrest_vm(rest_dict(vm)) for vm in original(self, **kw)))
+    records = {r["name"]: r for r in pull(subscriptions=[FIN]) if not isinstance(r, BadRecord)}
+    fields = load_mapping(MAPPING).stream("virtual_machines").map(records["vm-erp-01"], "virtual_machines").fields
+    assert {k: fields.get(k) for k in ("instance_id", "instance_type", "hostname", "os_name", "power_state")} == {
+        "instance_id": "11111111-2222-3333-4444-555555555555", "instance_type": "Standard_D4s_v5",
+        "hostname": "vm-erp-01", "os_name": "Linux", "power_state": "running"}
+    assert records["vm-win-ad"]["powerState"] == "deallocated"
