@@ -17,6 +17,7 @@ from itam_sync import clock
 from itam_sync.cli.common import config_option, handle_errors, load_config
 from itam_sync.engine.operations import OperationError
 from itam_sync.service.scheduler import connector_schedules
+from itam_sync.settings.redaction import install_log_redaction
 from itam_sync.store import Store
 from itam_sync.store.leases import MERGE_LEASE, all_leases, connector_lease
 
@@ -34,14 +35,15 @@ class JsonLogFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _RECORD_ATTRS and not key.startswith("_"):
                 out[key] = value
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        if record.exc_info:  # exc_text, when set, is the traceback with secret values redacted
+            out["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
 def setup_logging(verbose: int, quiet: bool, log_format: str) -> None:
     """Root logging to stderr: warnings by default, -v info, -vv debug, --quiet errors only."""
     level = logging.ERROR if quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    install_log_redaction()  # every record, whoever's handler writes it, without resolved secret values
     root = logging.getLogger()
     for h in [h for h in root.handlers if getattr(h, "_itam_sync", False)]:
         root.removeHandler(h)

@@ -34,6 +34,7 @@ from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, Stream
 from itam_sync.sdk.errors import HttpError
 from itam_sync.sdk.http import observe_http
 from itam_sync.settings import ConfigError, ConnectorConfig, Settings, resolve_secrets
+from itam_sync.settings.redaction import redact
 from itam_sync.store import Store
 from itam_sync.store.leases import MERGE_LEASE, Lease, LeaseBusy, LeaseInfo, connector_lease
 from itam_sync.store.repos import Repos
@@ -359,7 +360,7 @@ def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, re
     except BaseException as exc:
         duration = time.perf_counter() - t0
         cancelled = isinstance(exc, RunCancelled | KeyboardInterrupt | SystemExit)
-        text = _one_line(exc) if not cancelled else (
+        text = redact(_one_line(exc)) if not cancelled else (
             f"stopped before it finished ({exc or type(exc).__name__}); nothing it read was kept and the next run "
             "starts over")
         try:

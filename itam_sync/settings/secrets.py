@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from itam_sync.settings.models import SECRET_REF, ConfigError
+from itam_sync.settings.redaction import remember
 
 
 def _secret_refs_at(value: Any, path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str, str]]:
@@ -42,11 +43,14 @@ def resolve_secrets(value: Any, where: str = "settings") -> Any:
                 if ref not in os.environ:
                     raise ConfigError([f"{where}: environment variable {ref} is not set "
                                        f"(fix: export {ref}=... before running)"])
-                return os.environ[ref]
-            try:
-                return Path(ref).read_text().strip()
-            except OSError as exc:
-                raise ConfigError([f"{where}: cannot read secret file {ref}: {exc.strerror}"]) from exc
+                resolved = os.environ[ref]
+            else:
+                try:
+                    resolved = Path(ref).read_text().strip()
+                except OSError as exc:
+                    raise ConfigError([f"{where}: cannot read secret file {ref}: {exc.strerror}"]) from exc
+            remember(resolved)  # from now on redacted from logs and stored errors (settings/redaction.py)
+            return resolved
         return SECRET_REF.sub(sub, value)
     if isinstance(value, dict):
         return {k: resolve_secrets(v, f"{where}.{k}") for k, v in value.items()}

@@ -285,3 +285,61 @@ def test_no_secret_reaches_logs_store_errors_or_exports(sentinel_run: SentinelRu
         pytest.skip(f"{type_name} has no secret settings")
     leaks = _scan(sentinel_run.texts, forms)
     assert not leaks, "\n".join(leaks)
+
+
+def test_a_secret_reference_in_a_url_setting_is_redacted_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   recorded_sleeps: list[float]) -> None:
+    """A tenant key put into `org_url` as a whole reference, or into part of it: the URL is in -vv logs (every
+    request), in the failed run's `sync_runs.error`, in `runs --json` and in the error raised to the caller;
+    the secret value is in none of them (matched case-insensitively: hosts come back lower-cased)."""
+    import re
+
+    import responses
+
+    from itam_sync.engine.runner import SyncFailed
+
+    whole, part = f"Sentinel{pysecrets.token_hex(6)}", f"Sentinel{pysecrets.token_hex(6)}"
+    monkeypatch.setenv("ITAM_URL_SENTINEL", f"https://acme-{whole}.okta.example")
+    monkeypatch.setenv("ITAM_TENANT_SENTINEL", f"acme-{part}")
+    monkeypatch.setenv("ITAM_TOKEN_SENTINEL", f"Token{pysecrets.token_hex(8)}")
+    db = tmp_path / "itam.db"
+    connectors = [ConnectorConfig(name=name, type="okta", settings={"org_url": url, "api_token":
+                                                                    "${env:ITAM_TOKEN_SENTINEL}"})
+                  for name, url in (("whole", "${env:ITAM_URL_SENTINEL}"),
+                                    ("part", "https://${env:ITAM_TENANT_SENTINEL}.okta.example"))]
+    settings = Settings(store=StoreConfig(url=f"sqlite:///{db}"), mappings_dir=str(ROOT / "mappings"),
+                        connectors=connectors)
+    config = tmp_path / "itam-sync.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json", exclude_defaults=True)))
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler, root = Keep(logging.DEBUG), logging.getLogger()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    raised: list[str] = []
+    try:
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+            rsps.add(responses.GET, re.compile(r"https://acme-sentinel[0-9a-f]+\.okta\.example/.*"), status=401,
+                     json={"errorCode": "E0000011", "errorSummary": "Invalid token provided"})
+            for conn in connectors:
+                with pytest.raises(SyncFailed) as failed:
+                    run_connector(settings, conn.name, full=True, registry=Registry())
+                raised.append(str(failed.value))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    runs = json.loads(_cli(config, "runs", "--json"))
+    assert [r["status"] for r in runs] == ["failed", "failed"]
+    assert all("HTTP 401 from " in r["error"] and "/api/v1/users" in r["error"] for r in runs), runs  # still says what
+    assert sum("/api/v1/users?limit=200" in line for line in lines) >= 4  # the requests were logged (and failed)
+    texts = {"logs": "\n".join(lines), "raised": "\n".join(raised), "runs --json": json.dumps(runs),
+             **{f.name: f.read_bytes().decode("utf-8", "replace") for f in tmp_path.glob("itam.db*")}}
+    leaks = [f"{where}: {value}" for where, text in texts.items() for value in (whole, part)
+             if value.lower() in text.lower()]
+    assert leaks == []

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from itam_sync.settings.redaction import redact
 from itam_sync.store.repos.base import RepoBase, dumps
 
 
@@ -20,6 +21,7 @@ class RunsRepo(RepoBase):
 
     def finish_run(self, run_id: int, status: str, finished_at: str, duration: float, counts: dict[str, Any],
                    error: str | None) -> None:
+        error = redact(error) if error else error  # no resolved secret value is ever stored (settings/redaction.py)
         self._exec("UPDATE sync_runs SET status=?, finished_at=?, duration_s=?, counts=?, error=? WHERE id=?",
                    (status, finished_at, duration, dumps(counts), error, run_id))
 
