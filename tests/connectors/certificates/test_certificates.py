@@ -1,5 +1,9 @@
 """Certificates connector: real TLS handshakes against local servers with certificates made by `cryptography`,
-and ACM through moto, alone and through the engine."""
+and ACM through moto, alone and through the engine.
+
+Date safety: every certificate is made at test time, relative to the system clock (the clock moto checks an
+imported certificate against, and the one libfaketime moves), and every expected date is computed from the same
+values, never written down: `faketime -f +400d pytest tests/connectors/certificates` passes as today does."""
 
 from __future__ import annotations
 
@@ -41,13 +45,22 @@ from itam_sync.testing import conformance_suite
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURES = Path(__file__).parent / "fixtures"
 MAPPING = ROOT / "mappings" / "certificates.yaml"
-NOT_AFTER = dt.datetime(2027, 3, 14, 12, 0, tzinfo=dt.UTC)
 CERT_DIR = Path(tempfile.mkdtemp(prefix="itam-certs-"))
+# The system clock, not itam-sync's (--clock-shift does not move moto's validity check); to the second, like
+# the certificate's own validity dates.
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+DAY = dt.timedelta(days=1)
+EXPIRING_IN_DAYS = 14
+VALID = (NOW - DAY, NOW + 365 * DAY)  # from yesterday to next year
+EXPIRING = (NOW - 90 * DAY, NOW + EXPIRING_IN_DAYS * DAY)
+EXPIRED = (NOW - 400 * DAY, NOW - 30 * DAY)
 
 
 def make_cert(cn: str, sans: list[str], *, serial: int, issuer: tuple[x509.Name, Any] | None = None,
-              ec_key: bool = False) -> tuple[bytes, bytes, x509.Name, Any]:
-    """(cert PEM, key PEM, subject, key): self-signed, or signed by `issuer` (its name and key)."""
+              ec_key: bool = False, validity: tuple[dt.datetime, dt.datetime] = VALID
+              ) -> tuple[bytes, bytes, x509.Name, Any]:
+    """(cert PEM, key PEM, subject, key): self-signed, or signed by `issuer` (its name and key), valid over
+    `validity` (not before, not after)."""
     key: Any = ec.generate_private_key(ec.SECP256R1()) if ec_key else rsa.generate_private_key(65537, 2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Test")])
@@ -59,8 +72,8 @@ def make_cert(cn: str, sans: list[str], *, serial: int, issuer: tuple[x509.Name,
         except ValueError:
             alt.append(x509.DNSName(s))
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name).public_key(key.public_key())
-            .serial_number(serial).not_valid_before(dt.datetime(2024, 3, 14, tzinfo=dt.UTC))
-            .not_valid_after(NOT_AFTER).add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .serial_number(serial).not_valid_before(validity[0])
+            .not_valid_after(validity[1]).add_extension(x509.SubjectAlternativeName(alt), critical=False)
             .sign(issuer_key, hashes.SHA256()))
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -73,7 +86,9 @@ CA_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Example Issuing CA
                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Trust Services")])
 _CA_KEY = rsa.generate_private_key(65537, 2048)
 LEAF_CERT, LEAF_KEY, _, _ = make_cert("api.example.com", ["api.example.com"], serial=0xBEEF,
-                                      issuer=(CA_NAME, _CA_KEY), ec_key=True)
+                                      issuer=(CA_NAME, _CA_KEY), ec_key=True, validity=EXPIRING)
+# ACM refuses to import an expired certificate (so does moto): this one is only ever served at an endpoint.
+OLD_CERT, OLD_KEY, _, _ = make_cert("legacy.example.com", ["legacy.example.com"], serial=0x0DD, validity=EXPIRED)
 
 
 class TlsServer:
@@ -229,12 +244,38 @@ def test_endpoint_certificates_are_read_and_parsed(servers: tuple[TlsServer, Tls
     own, leaf = records
     assert own["subjectCommonName"] == "itam-test.example.com" and own["selfSigned"] is True
     assert own["subjectAlternativeNames"] == ["itam-test.example.com", "www.itam-test.example.com", "127.0.0.1"]
-    assert own["notAfter"] == "2027-03-14T12:00:00+00:00" and own["serialNumber"] == "1a2b3c4d5e6f"
+    assert own["notBefore"] == VALID[0].isoformat() and own["notAfter"] == VALID[1].isoformat()
+    assert own["serialNumber"] == "1a2b3c4d5e6f" and leaf["notAfter"] == EXPIRING[1].isoformat()
     assert len(own["sha256Fingerprint"]) == 64 and own["protocol"].startswith("TLS")
     assert leaf["issuerOrganization"] == "Example Trust Services" and leaf["selfSigned"] is False
     assert leaf["issuer"] == "O=Example Trust Services,CN=Example Issuing CA R3"
     # SNI carries the host name, never an IP address.
     assert a.sni == [None] and b.sni == ["localhost"]
+
+
+def test_expired_and_soon_expiring_certificates_are_inventoried_with_their_dates() -> None:
+    """An inventory must see what a browser refuses: the expired certificate, and the one expiring in N days."""
+    old, soon = TlsServer(OLD_CERT, OLD_KEY), TlsServer(LEAF_CERT, LEAF_KEY)
+    try:
+        records = pull("endpoints", endpoints=[f"127.0.0.1:{old.port}", f"127.0.0.1:{soon.port}"], acm_regions=[])
+    finally:
+        old.close()
+        soon.close()
+    expired, expiring = records
+    assert dt.datetime.fromisoformat(expired["notAfter"]) == EXPIRED[1] < NOW
+    assert dt.datetime.fromisoformat(expiring["notAfter"]) - NOW == EXPIRING_IN_DAYS * DAY
+    stream = load_mapping(MAPPING).stream("endpoints")
+    assert [stream.map(r, "endpoints").fields["expires_on"] for r in records] == [
+        EXPIRED[1].date().isoformat(), EXPIRING[1].date().isoformat()]
+
+
+def test_acm_certificate_expiring_soon_keeps_its_expiry(acm: dict[str, str]) -> None:
+    by_arn = {r["CertificateArn"]: r for r in pull("acm", endpoints=[], acm_regions=["eu-north-1"])}
+    soon, own = by_arn[acm["ec"]], by_arn[acm["imported"]]
+    assert dt.datetime.fromisoformat(soon["NotAfter"]) == EXPIRING[1]
+    assert dt.datetime.fromisoformat(own["NotBefore"]) == VALID[0]
+    stream = load_mapping(MAPPING).stream("acm")
+    assert stream.map(soon, "acm").fields["expires_on"] == EXPIRING[1].date().isoformat()
 
 
 def test_unreachable_endpoint_fails_the_run_and_marks_nothing_missing(servers: tuple[TlsServer, TlsServer],
@@ -346,7 +387,7 @@ def test_mapping_golden_endpoint(servers: tuple[TlsServer, TlsServer]) -> None:
         "kind": "certificate",
         "subject_names": ["itam-test.example.com", "www.itam-test.example.com", "127.0.0.1"],
         "issuer": "Example Test",
-        "expires_on": "2027-03-14",
+        "expires_on": VALID[1].date().isoformat(),
         "lifecycle_state": "deployed",
         "tags": [f"endpoint=127.0.0.1:{a.port}", "serial=1a2b3c4d5e6f", f"sha256={fingerprint}",
                  "self_signed=true"],
@@ -363,7 +404,7 @@ def test_mapping_golden_acm() -> None:
         "kind": "certificate",
         "subject_names": ["shop.example.com", "*.shop.example.com", "checkout.example.com"],
         "issuer": "Amazon",
-        "expires_on": "2025-03-02",
+        "expires_on": record["NotAfter"][:10],  # the fixture's own date: the mapping keeps the day
         "cloud_provider": "aws",
         "cloud_account": "222222222222",
         "region": "eu-north-1",
