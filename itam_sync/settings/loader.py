@@ -15,8 +15,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from itam_sync.model.canonical import FIELDS, EntityType
+from itam_sync.settings.checks import config_problems, secret_warnings
 from itam_sync.settings.models import DATABASE_URL_ENV, ConfigError, Settings
-from itam_sync.settings.secrets import _secret_refs, _secret_refs_at
+from itam_sync.settings.paths import resolve_store_url
 
 
 @dataclass
@@ -24,6 +25,9 @@ class LoadedConfig:
     settings: Settings
     lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # Secret references of enabled connectors/sinks that cannot be resolved here, in one line: shown by the
+    # commands that use them (validate, run, check, serve, push), not by read-only ones.
+    secret_warnings: list[str] = field(default_factory=list)
 
 
 def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
@@ -142,6 +146,8 @@ def load_settings(path: str | Path) -> LoadedConfig:
     # PostgreSQL password stays out of the file (README "Running as a service").
     if env_url := os.environ.get(DATABASE_URL_ENV, "").strip():
         settings.store.url = env_url
+    else:  # sqlite:///itam.db is the file next to the config, from whichever folder the command runs
+        settings.store.url = resolve_store_url(settings.store.url, settings.base_dir())
     loaded = LoadedConfig(settings=settings, lines=lines)
     problems = _semantic_problems(loaded, file)
     if problems:
@@ -177,14 +183,8 @@ def _semantic_problems(loaded: LoadedConfig, file: str) -> list[str]:
             at = [str(n + 1) for n, x in enumerate(order) if x == src]
             problems.append(format_problem(file, lines, loc, f"circular precedence: source {src!r} is listed "
                                            f"{len(at)} times (positions {', '.join(at)})", "list each source once"))
-    for i, c in enumerate(s.connectors):
-        for path, ref_kind, ref in _secret_refs_at(c.settings, ()):
-            loc = ("connectors", i, "settings", *path)
-            if ref_kind == "env" and ref not in os.environ:
-                loaded.warnings.append(format_problem(
-                    file, lines, loc, f"environment variable {ref} is not set (needed at run time)"))
-            elif ref_kind == "file" and not Path(ref).exists():
-                loaded.warnings.append(format_problem(file, lines, loc, f"secret file {ref} does not exist"))
+    loaded.secret_warnings = secret_warnings(loaded, file)
+    problems += config_problems(loaded, file)
     problems += _publishing_problems(loaded, file)
     return problems
 
@@ -204,18 +204,7 @@ def _publishing_problems(loaded: LoadedConfig, file: str) -> list[str]:
             problems.append(format_problem(file, lines, ("sinks", i, "name"),
                                            f"sink name {c.name!r} is also a connector name",
                                            "give the sink its own name, e.g. " + f"{c.name}-out"))
-        for ref_kind, ref in _secret_refs(c.settings):
-            if ref_kind == "env" and ref not in os.environ:
-                loaded.warnings.append(format_problem(file, lines, ("sinks", i, "settings"),
-                                                      f"environment variable {ref} is not set (needed at run time)"))
     rem = s.reminders
-    refs = {("reminders", "delivery", "slack_webhook"): rem.delivery.slack_webhook,
-            ("reminders", "delivery", "smtp", "password"): rem.delivery.smtp.password if rem.delivery.smtp else None}
-    for loc, value in refs.items():
-        for ref_kind, ref in _secret_refs(value):
-            if ref_kind == "env" and ref not in os.environ:
-                loaded.warnings.append(format_problem(file, lines, loc,
-                                                      f"environment variable {ref} is not set (needed at run time)"))
     if rem.rules and rem.delivery.smtp is None and rem.delivery.slack_webhook is None:
         problems.append(format_problem(file, lines, ("reminders", "delivery"),
                                        "reminder rules are configured but no delivery",

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from itam_sync.model.canonical import EntityType
+from itam_sync.settings.http import HttpConfig
+from itam_sync.settings.schedules import check_schedule_text
 
 SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -58,13 +60,7 @@ class ConnectorConfig(_Model):
     @field_validator("schedule", "full_schedule")
     @classmethod
     def _check_schedule(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if v.startswith("every "):
-            parse_duration(v[6:])
-        elif len(v.split()) != 5:
-            raise ValueError("schedule must be a 5-field cron expression or 'every <duration>' (e.g. every 15m)")
-        return v
+        return check_schedule(v)
 
 
 class IdentityConfig(_Model):
@@ -150,14 +146,8 @@ class WebConfig(_Model):
 # -- publishing: sinks and reminders (issue 8) ------------------------------------------------------------
 
 def check_schedule(v: str | None) -> str | None:
-    """A schedule is a 5-field cron expression or 'every <duration>'."""
-    if v is None:
-        return v
-    if v.startswith("every "):
-        parse_duration(v[6:])
-    elif len(v.split()) != 5:
-        raise ValueError("schedule must be a 5-field cron expression or 'every <duration>' (e.g. every 15m)")
-    return v
+    """A schedule is a 5-field cron expression (each field in range, as `serve` reads it) or 'every <duration>'."""
+    return None if v is None else check_schedule_text(v)
 
 
 def _require_ref(v: str | None, what: str) -> str | None:
@@ -324,6 +314,7 @@ class Settings(_Model):
     sinks: list[SinkConfig] = Field(default_factory=list)
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)  # request limits and web sessions (settings/http.py)
 
     # Not part of the YAML: where it was read from (for relative paths and messages).
     source_path: str | None = Field(default=None, exclude=True)
