@@ -361,7 +361,7 @@ def test_mapping_golden(fake: FakeAzure) -> None:
 _serialization = pytest.importorskip("azure.mgmt.compute._utils.serialization")
 
 
-class _Msrest(_serialization.Model):  # type: ignore[misc, name-defined]
+class _Msrest(_serialization.Model):  # type: ignore[name-defined]
     @classmethod
     def _infer_class_models(cls) -> dict[str, type]:
         return MSREST_MODELS

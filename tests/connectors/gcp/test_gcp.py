@@ -96,12 +96,12 @@ class Transport:
 def gce(responses: list[tuple[dict[str, str], str]], sleeps: list[float] | None = None) -> Iterator[Transport]:
     transport = Transport(responses)
     original_transport, original_time = GcpConnector.transport, googleapiclient.http.time
-    GcpConnector.transport = lambda self: transport(self)  # type: ignore[method-assign]
+    setattr(GcpConnector, "transport", lambda self: transport(self))  # noqa: B010 - a class attribute, on purpose
     googleapiclient.http.time = types.SimpleNamespace(sleep=(sleeps if sleeps is not None else []).append)
     try:
         yield transport
     finally:
-        GcpConnector.transport = original_transport  # type: ignore[method-assign]
+        setattr(GcpConnector, "transport", original_transport)  # noqa: B010
         googleapiclient.http.time = original_time
 
 
