@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from itam_sync.model.canonical import EntityType
 from itam_sync.settings.http import HttpConfig
+from itam_sync.settings.lifecycle import LifecycleConfig, ReportsConfig
 from itam_sync.settings.schedules import check_schedule_text
 
 SECRET_REF = re.compile(r"\$\{(env|file):([^}]+)\}")
@@ -314,6 +315,8 @@ class Settings(_Model):
     sinks: list[SinkConfig] = Field(default_factory=list)
     reminders: RemindersConfig = Field(default_factory=RemindersConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)  # settings/lifecycle.py
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)  # settings/lifecycle.py
     http: HttpConfig = Field(default_factory=HttpConfig)  # request limits and web sessions (settings/http.py)
 
     # Not part of the YAML: where it was read from (for relative paths and messages).
