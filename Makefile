@@ -30,8 +30,11 @@ demo-sandbox: venv
 	$(BIN)/itam-sync sandbox --devices 500 --port-base 0 -- sh -c \
 		'$(BIN)/itam-sync run --config config/sandbox.yaml --full && $(BIN)/itam-sync summary --config config/sandbox.yaml'
 
+# The whole suite, then the date-sensitive tests again with the clock 3 years ahead and 1 year back (issue 12).
 test: venv
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m clock --clock-shift=+3y
+	$(BIN)/python -m pytest -m clock --clock-shift=-1y
 
 lint: venv
 	$(BIN)/ruff check itam_sync connectors tests bench
