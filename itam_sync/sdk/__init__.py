@@ -1,4 +1,7 @@
-"""What connectors are made of: Connector/Stream base classes and the shared HTTP layer."""
+"""The connector framework third parties build on: Connector/Stream classes, HTTP client, auth, paging, retries.
+
+May import model and settings only; connectors import the SDK, never the engine.
+"""
 
 from itam_sync.sdk.connector import Connector, ConnectorError, Stream, StreamState
 

@@ -1,4 +1,7 @@
-"""The store: golden records, staged source records, runs, conflicts and the merge log."""
+"""The store: tables, migrations, repositories split by aggregate (repos/), leases and the merge-log chain.
+
+Owns all SQL. May import model and settings; never the engine or anything above it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The read-only web UI and REST API (`itam-sync web`); see app.create_app."""
+"""The read-only web UI and REST API (`itam-sync web`): app -> pages -> reporting -> render, one direction.
+
+May import audit, insight, engine and everything below them; never service or cli.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sink type name -> class, from the `itam_sync.publish.sinks` entry-point group.
+"""Sink type name -> class, from the `itam_sync.sinks` entry-point group.
 
 Built-in sinks (connectors/sinks/) register exactly the way a third-party package would, and classes are
 imported only when a sink of that type is used.
@@ -15,7 +15,7 @@ from itam_sync.publish.sinks.base import Sink
 from itam_sync.settings import ConfigError, LoadedConfig
 
 log = logging.getLogger(__name__)
-GROUP = "itam_sync.publish.sinks"
+GROUP = "itam_sync.sinks"
 
 
 class UnknownSinkType(ConfigError):
