@@ -28,6 +28,8 @@ class FieldExplanation:
     rule: str
     rule_detail: str
     competitors: list[dict[str, Any]] = dc_field(default_factory=list)
+    # The operator override behind a `manual` value: value, reason, actor, created_at, expires_at.
+    override: dict[str, Any] | None = None
 
 
 @dataclass
@@ -69,7 +71,9 @@ def explain(store: Store, settings: Settings, entity_ref: str, history: int = 20
             hist = repo.log.log_rows(entity_id=eid, limit=history)
             return Explanation(eid, etype, status, [], [], hist)
         sources = repo.records.entity_sources([eid]).get(eid, [])
-        overrides = repo.overrides.active_overrides([eid], now.strftime("%Y-%m-%dT%H:%M:%SZ")).get(eid, [])
+        now_text = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        overrides = repo.overrides.active_overrides([eid], now_text).get(eid, [])
+        override_rows = {o["field"]: o for o in repo.overrides.list_overrides(now_text, entity_id=eid)}
         decisions = merge_entity(EntityType(etype), sources, overrides, rules, detail=True)
         records = [{"id": r[0], "record": f"{r[1]}/{r[2]}/{r[3]}", "missing": bool(r[5]), "observed_at": r[6]}
                    for r in repo.records.records_of_entity(eid)]
@@ -82,8 +86,18 @@ def explain(store: Store, settings: Settings, entity_ref: str, history: int = 20
                   "only-source": "the only source with a value", "manual": "operator override",
                   }.get(d.rule, f"order {rule.describe_order()}"
                         + (f", freshness {rule.freshness}" if rule.freshness else ""))
+        ov = override_rows.get(name) if d.source == "manual" else None
+        if ov is not None:
+            detail = _override_detail(ov)
         fields.append(FieldExplanation(
             name, d.value, d.source, d.observed_at, age_of(d.observed_at, now), d.rule, detail,
             [{"source": s, "value": v, "observed_at": at, "age": age_of(at, now), "why_lost": why}
-             for s, v, at, why in d.losers]))
+             for s, v, at, why in d.losers],
+            None if ov is None else {k: ov[k] for k in ("value", "reason", "actor", "created_at", "expires_at")}))
     return Explanation(eid, etype, status, records, fields, hist)
+
+
+def _override_detail(ov: dict[str, Any]) -> str:
+    """'operator override by ana on 2026-11-02: office move (until 2027-01-01T00:00:00Z)'."""
+    until = f" (until {ov['expires_at']})" if ov.get("expires_at") else ""
+    return f"operator override by {ov['actor'] or 'unknown'} on {(ov['created_at'] or '')[:10]}: {ov['reason']}{until}"

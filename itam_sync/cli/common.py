@@ -17,12 +17,24 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
+from itam_sync.cli.output import (  # noqa: F401 - re-exported: command modules import output helpers from here
+    FORMATS,
+    article,
+    chosen_format,
+    emit_rows,
+    err_console,
+    format_options,
+    out_console,
+    plural,
+)
 from itam_sync.engine.operations import OperationError
 from itam_sync.engine.registry import UnknownConnectorType
 from itam_sync.engine.runner import SyncFailed
 from itam_sync.mapping.loader import MappingLoadError
 from itam_sync.model.canonical import EntityType
 from itam_sync.settings import ConfigError, Settings, load_settings
+from itam_sync.settings.paths import sqlite_path
+from itam_sync.settings.times import BadTime
 from itam_sync.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,15 +49,12 @@ config_option: Callable[[F], F] = click.option(
     "--config", "-c", "config_path", envvar="ITAM_SYNC_CONFIG", default="itam-sync.yaml", show_default=True,
     type=click.Path(dir_okay=False), help="Config file (or set ITAM_SYNC_CONFIG).")
 
-def _err(msg: str) -> Console:
-    return Console(stderr=True)
-
 def handle_errors(fn: F) -> F:
     """Turn known failures into one clear line on stderr and a non-zero exit."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        err = err_console()
         try:
             return fn(*args, **kwargs)
         except ConfigError as exc:
@@ -56,8 +65,8 @@ def handle_errors(fn: F) -> F:
             for p in getattr(exc, "problems", None) or [str(exc)]:
                 err.print(f"[red]error:[/red] {escape(p)}")
             sys.exit(2)
-        except (OperationError, UnknownConnectorType) as exc:
-            err.print(f"[red]error:[/red] {exc}")
+        except (OperationError, UnknownConnectorType, BadTime) as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
             sys.exit(2)
         except SyncFailed as exc:
             err.print(f"[red]error:[/red] {exc}")
@@ -81,14 +90,31 @@ def store_error_line(exc: BaseException) -> str:
         hint = "nothing of the failed transaction was kept"
     return f"store error: {text} ({hint})"
 
-def load_config(path: str) -> Settings:
+def load_config(path: str, *, secrets: bool = False) -> Settings:
+    """Load and check a config, printing its warnings once. `secrets`: the command will resolve the secrets of
+    the enabled connectors (run, check, serve, push), so say which ones cannot be resolved here."""
     loaded = load_settings(path)
-    for w in loaded.warnings:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[yellow]warning:[/yellow] {w}")
+    err = err_console()
+    for w in loaded.warnings + (loaded.secret_warnings if secrets else []):
+        err.print(f"[yellow]warning:[/yellow] {escape(w)}")
     return loaded.settings
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, *, read_only: bool = False) -> Store:
+    """The store, migrated. `read_only` commands (summary, export, explain, log, web ...) never create one: a
+    SQLite file that does not exist is an error naming the path, not a new empty database."""
+    if read_only:
+        require_store(settings)
     return Store.open(settings.store.url)
+
+def require_store(settings: Settings) -> None:
+    """OperationError when the SQLite store file does not exist (nothing has been synced into it)."""
+    db = sqlite_path(settings.store.url)
+    if db is not None and not db.exists():
+        where = f" (store.url in {settings.source_path})" if settings.source_path else ""
+        raise OperationError(f"no store at {db}{where}: nothing has been synced there yet (fix: run `itam-sync run"
+                             f"{' -c ' + settings.source_path if settings.source_path else ''}` first, or point "
+                             "store.url at the existing database; relative paths start from the config file's "
+                             "folder)")
 
 def print_log(rows: list[dict[str, Any]], out: Console, title: str = "merge log") -> None:
     table = Table(title=title)
@@ -116,6 +142,10 @@ def _cell(v: Any) -> str:
 def log_line(r: dict[str, Any]) -> str:
     """One merge-log row as a sentence."""
     head = f"#{r['id']} run {r['run_id'] or '-'} {r['entity_type']} {r['entity_id']}"
+    if r["action"] in ("override", "unoverride"):  # the rule holds the operator's reason
+        verb = "override of" if r["action"] == "override" else "override removed from"
+        return (f"{head} {verb} {r['field']}: {_short(r['old']) or '(none)'} -> {_short(r['new']) or '(none)'} "
+                f"[{r['actor'] or 'unknown'}] {r['rule'] or ''}")
     if r["action"] in ("set", "clear"):
         return (f"{head} {r['field']}: {_short(r['old']) or '(empty)'} -> {_short(r['new']) or '(empty)'} "
                 f"[{r['source']}, {r['rule']}]")

@@ -33,7 +33,7 @@ def _register() -> None:
 
     for cmd in (sync.validate, sync.init, sync.run, sync.check, sync.merge, sync.connectors_cmd,
                 inspect.runs, inspect.conflicts, inspect.log_cmd, inspect.explain, inspect.export, inspect.summary,
-                inspect.quarantine, operate.link, operate.unlink, operate.override,
+                inspect.quarantine, operate.link, operate.unlink, operate.override, operate.overrides,
                 web.web, audit.audit, reports.report, ops.serve, ops.status, sandbox.sandbox, *publish.COMMANDS):
         main.add_command(cmd)
 

@@ -6,6 +6,7 @@ the actor and reason, so an auditor sees who decided what.
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import json
 import logging
@@ -14,11 +15,12 @@ from typing import Any
 
 from itam_sync import clock
 from itam_sync.engine.merge.apply import MergeStats, apply_merge
-from itam_sync.engine.merge.rules import Rules
+from itam_sync.engine.merge.rules import MANUAL, Rules
 from itam_sync.engine.registry import Registry
-from itam_sync.mapping.engine import MappingError
+from itam_sync.mapping.engine import MappingError, kind_check
 from itam_sync.mapping.loader import load_mapping
-from itam_sync.model.canonical import FIELDS, EntityType
+from itam_sync.mapping.transforms import TransformError
+from itam_sync.model.canonical import FIELDS, EntityType, FieldKind
 from itam_sync.settings import Settings
 from itam_sync.store import Store
 from itam_sync.store.repos import Repos
@@ -57,7 +59,8 @@ def find_record(repo: Repos, ref: str) -> tuple[Any, ...]:
     if len(parts) < 2:
         raise OperationError(f"record {ref!r}: give a record id or connector/stream/source_key")
     conn, stream, key = (parts[0], None, parts[1]) if len(parts) == 2 else (parts[0], parts[1], parts[2])
-    rows = repo.records.find_record(conn, stream, key)
+    key = key.strip()  # source keys are stored stripped; one stored before that is still found by its text
+    rows = repo.records.find_record(conn, stream, key) or repo.records.find_record_trimmed(conn, stream, key)
     if not rows:
         raise OperationError(f"no source record {ref!r} (see `itam-sync explain` for an entity's record keys)")
     if len(rows) > 1:
@@ -100,6 +103,13 @@ def link(store: Store, settings: Settings, record_ref: str, entity_ref: str, rea
         repo.log.insert_log([(None, at, etype, eid, "link", None, dumps(old_eid),
                           dumps({"record": f"{conn}/{stream}/{key}", "entity": eid}), "manual",
                           f"manual link: {reason or 'no reason given'}", actor)])
+        if old_eid is not None and old_eid != eid and not repo.records.records_of_entity(old_eid):
+            # The record was its entity's last (e.g. a link undoing an unlink): the emptied entity joins the
+            # target with its keys and overrides instead of lingering as an empty "missing" record.
+            repo.entities.merge_entities(old_eid, eid, None, at)
+            repo.log.insert_log([(None, at, etype, eid, "merge", None, dumps(old_eid), dumps(eid), "manual",
+                                  f"manual link left entity {old_eid} without records", actor)])
+            old_eid = None
         apply_merge(repo, [e for e in (old_eid, eid) if e is not None], _rules(settings), None, at, actor=actor)
     return rid, eid
 
@@ -132,22 +142,96 @@ def unlink(store: Store, settings: Settings, record_ref: str, reason: str | None
 
 def override(store: Store, settings: Settings, entity_ref: str, field: str, value: Any, reason: str,
              expires: str | None = None, actor: str | None = None) -> int:
-    """Set a manual value for a field (the `manual` source, above every connector)."""
+    """Set a manual value for a field (the `manual` source, above every connector).
+
+    The value is checked against the canonical field's type and vocabulary (`purchase_cost abc` and
+    `lifecycle_state broken` are refused) and stored in canonical form. An expiry must lie ahead: a past one
+    would only end the override it replaces. The merge log gets an `override` row with the reason and
+    expiry (hash-chained), then the golden field's `set` row."""
     actor = actor or current_actor()
     if not reason.strip():
         raise OperationError("an override needs --reason: auditors will ask why")
+    at = _now()
+    if expires is not None and expires <= at:
+        raise OperationError(f"--expires {expires} is in the past (now {at}): it would end at once and only replace "
+                             "the current override (fix: give a later time, or remove an override with "
+                             "`itam-sync override ENTITY FIELD --remove --reason ...`)")
     with store.begin(immediate=True) as repo:
-        eid = find_entity(repo, entity_ref)
-        gold = repo.entities.goldens([eid]).get(eid)
-        if gold is None:
-            raise OperationError(f"no entity {eid}")
-        etype = EntityType(gold[0])
-        if field not in FIELDS[etype]:
-            raise OperationError(f"{etype.value} has no field {field!r}; fields: {', '.join(FIELDS[etype])}")
-        at = _now()
-        repo.overrides.add_override(eid, field, value, reason, actor, at, expires)
+        eid, etype = _live_entity(repo, entity_ref)
+        canonical = canonical_override_value(etype, field, value)
+        before = repo.overrides.current_override(eid, field, at)
+        repo.overrides.add_override(eid, field, canonical, reason, actor, at, expires)
+        why = f"override: {reason.strip()}" + (f" (expires {expires})" if expires else "")
+        repo.log.insert_log([(None, at, etype.value, eid, "override", field,
+                              None if before is None else dumps(before["value"]), dumps(canonical), MANUAL, why,
+                              actor)])
         apply_merge(repo, [eid], _rules(settings), None, at, actor=actor)
     return eid
+
+
+def remove_override(store: Store, settings: Settings, entity_ref: str, field: str, reason: str,
+                    actor: str | None = None) -> tuple[int, dict[str, Any]]:
+    """End the override of FIELD on an entity; the sources decide the field again. Logged as `unoverride` with
+    the reason. Returns (entity id, the override that ended)."""
+    actor = actor or current_actor()
+    if not reason.strip():
+        raise OperationError("removing an override needs --reason: auditors will ask why")
+    at = _now()
+    with store.begin(immediate=True) as repo:
+        eid, etype = _live_entity(repo, entity_ref)
+        current = repo.overrides.current_override(eid, field, at)
+        if current is None:
+            raise OperationError(f"{etype.value} {eid} has no override of {field!r} in force (see `itam-sync "
+                                 "overrides`)")
+        repo.overrides.end_override(current["id"])
+        repo.log.insert_log([(None, at, etype.value, eid, "unoverride", field, dumps(current["value"]), None, MANUAL,
+                              f"override removed: {reason.strip()}", actor)])
+        apply_merge(repo, [eid], _rules(settings), None, at, actor=actor)
+    return eid, current
+
+
+def _live_entity(repo: Repos, entity_ref: str) -> tuple[int, EntityType]:
+    eid = find_entity(repo, entity_ref)
+    gold = repo.entities.goldens([eid]).get(eid)
+    if gold is None:
+        raise OperationError(f"no entity {eid}")
+    if gold[2] == "merged":
+        raise OperationError(f"entity {eid} was merged into another; use the entity it was merged into")
+    return eid, EntityType(gold[0])
+
+
+_KIND_WORDS = {FieldKind.NUMBER: "a number, e.g. 1299.00", FieldKind.INTEGER: "a whole number, e.g. 25",
+               FieldKind.DATE: "a date, YYYY-MM-DD", FieldKind.DATETIME: "a time, YYYY-MM-DDTHH:MM:SSZ",
+               FieldKind.BOOL: "true or false", FieldKind.LIST: "a list, comma-separated or a JSON list",
+               FieldKind.TEXT: "text"}
+
+
+def canonical_override_value(etype: EntityType, field: str, value: Any) -> Any:
+    """`value` in the canonical form of `field` (what a source's mapping would produce); OperationError naming
+    the field's type or vocabulary when it does not fit."""
+    spec = FIELDS[etype].get(field)
+    if spec is None:
+        close = difflib.get_close_matches(field, FIELDS[etype], n=1)
+        raise OperationError(f"{etype.value} has no field {field!r}"
+                             + (f" (fix: did you mean {close[0]!r}?)" if close else "")
+                             + f"; fields: {', '.join(FIELDS[etype])}")
+    if spec.kind is FieldKind.ENUM:
+        text = str(value).strip().lower() if isinstance(value, str) else value
+        if text not in spec.choices:
+            close = difflib.get_close_matches(str(text), spec.choices, n=1)
+            raise OperationError(f"{field} must be one of {', '.join(spec.choices)}; {value!r} is not"
+                                 + (f" (fix: did you mean {close[0]!r}?)" if close else ""))
+        return text
+    if spec.kind is FieldKind.LIST and isinstance(value, str):
+        value = value.split(",")
+    try:
+        out = kind_check(spec)(value)
+    except TransformError as exc:
+        raise OperationError(f"{field} takes {_KIND_WORDS[spec.kind]}; {value!r} is not ({exc.message})") from None
+    if out is None or out == "":
+        raise OperationError(f"{field} takes {_KIND_WORDS[spec.kind]}; {value!r} is empty (to stop overriding it, "
+                             "use --remove)")
+    return out
 
 
 @dataclass
@@ -196,7 +280,8 @@ def remerge(store: Store, settings: Settings, dry_run: bool = True, registry: Re
                         changes.append((new_fields, rid))
                 repo.records.set_record_fields(changes)
                 remapped += len(changes)
-            stats = apply_merge(repo, repo.entities.entity_ids(), _rules(settings), None, at, dry_run=dry_run, actor=actor)
+            stats = apply_merge(repo, repo.entities.entity_ids(), _rules(settings), None, at, dry_run=dry_run,
+                                actor=actor)
             if dry_run:
                 tx.rollback()
             else:

@@ -457,10 +457,11 @@ def _empty(v: Any) -> bool:
 
 
 def _as_source_key(v: Any) -> str | None:
-    """A record's key as text; None when missing, blank or not a scalar."""
+    """A record's key as text; None when missing, blank or not a scalar. Text keys are stripped: an export's
+    trailing space (`cs-a2 `) must not make a key an operator cannot type."""
     t = type(v)
     if t is str:
-        return None if not v or v.isspace() else v
+        return None if not v or v.isspace() else v.strip()
     if t is int:
         return str(v)
     if t is float and math.isfinite(v):

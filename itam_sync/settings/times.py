@@ -10,7 +10,7 @@ Accepted forms (ACCEPTED says so in every error):
   it is UTC;
 - `now`, `today`, `yesterday`, `tomorrow` (the day's start, or its end with `end_of_day`);
 - a span back from now: `2d`, `12h`, `30m`, `90s`, `1w`, also written `2d ago` or `-2d`; `+2d` / `in 2d` is
-  a span forward (for expiry dates).
+  a span forward (an expiry takes a bare `30d` as forward too).
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ class BadTime(ValueError):
     """A time the operator typed is not one of the accepted forms; the message lists them."""
 
 
-def parse_when(text: str, *, end_of_day: bool = False, what: str = "time",
-               now: datetime | None = None) -> datetime:
+def parse_when(text: str, *, end_of_day: bool = False, what: str = "time", now: datetime | None = None,
+               ahead: bool = False) -> datetime:
     """`text` as an aware UTC datetime. A bare day (a date, today, yesterday) is its first second, or its
-    last with `end_of_day` (so `--until 2026-06-30` includes that day). `now` defaults to itam_sync.clock."""
+    last with `end_of_day` (so `--until 2026-06-30` includes that day). A bare span (`2d`) is that long ago,
+    or from now with `ahead` (an expiry). `now` defaults to itam_sync.clock."""
     raw = text.strip()
     low = raw.lower()
     current = now or clock.now()
@@ -48,8 +49,9 @@ def parse_when(text: str, *, end_of_day: bool = False, what: str = "time",
     m = _SPAN.match(low)
     if m:
         span = timedelta(seconds=float(m.group("n")) * _UNITS[m.group("unit")])
-        forward = (m.group("sign") or "").strip() in ("+", "in")
-        if forward and low.endswith("ago"):
+        sign = (m.group("sign") or "").strip()
+        forward = sign in ("+", "in") or (ahead and not sign and not low.endswith("ago"))
+        if sign in ("+", "in") and low.endswith("ago"):
             raise BadTime(f"{what} {text!r} points both ways; accepted: {ACCEPTED}")
         return (current + span if forward else current - span).replace(microsecond=0)
     try:
@@ -63,9 +65,10 @@ def parse_when(text: str, *, end_of_day: bool = False, what: str = "time",
     raise BadTime(f"{what} {text!r} is not a date or time itam-sync reads; accepted: {ACCEPTED}")
 
 
-def parse_when_iso(text: str, *, end_of_day: bool = False, what: str = "time", now: datetime | None = None) -> str:
+def parse_when_iso(text: str, *, end_of_day: bool = False, what: str = "time", now: datetime | None = None,
+                   ahead: bool = False) -> str:
     """`parse_when` in the store's form, 'YYYY-MM-DDTHH:MM:SSZ' (what the merge log and runs hold)."""
-    return parse_when(text, end_of_day=end_of_day, what=what, now=now).strftime(STORE_FORMAT)
+    return parse_when(text, end_of_day=end_of_day, what=what, now=now, ahead=ahead).strftime(STORE_FORMAT)
 
 
 def _day_edge(day: date, end_of_day: bool) -> datetime:

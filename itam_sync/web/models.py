@@ -65,6 +65,9 @@ class FieldOut(BaseModel):
     rule_detail: str
     competitors: list[Competitor]
     link: str | None = Field(None, description="Page of the entity this value refers to (e.g. the person).")
+    override: dict[str, Any] | None = Field(
+        None, description="For a `manual` value: the operator override behind it (value, reason, actor, "
+                          "created_at, expires_at).")
 
 
 class RecordOut(BaseModel):

@@ -238,7 +238,7 @@ class WebService:
         fields = [FieldOut(field=f.field, description=specs[f.field].description if f.field in specs else "",
                            value=f.value, source=f.source, observed_at=f.observed_at, age=f.age, rule=f.rule,
                            rule_detail=f.rule_detail, competitors=[Competitor(**c) for c in f.competitors],
-                           link=links.get(f.field))
+                           link=links.get(f.field), override=f.override)
                   for f in sorted(ex.fields, key=lambda f: (order.get(f.field, len(order)), f.field))]
         return EntityDetail(
             id=eid, type=etype.value, status=row["status"], merged_into=row["merged_into"],

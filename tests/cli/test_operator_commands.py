@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import timedelta
 
 import yaml
 from click.testing import CliRunner
 from tests_helpers import golden_by_key  # type: ignore[import-not-found]
 
+from itam_sync import clock
 from itam_sync.cli.main import main
 
 
@@ -51,7 +53,7 @@ def test_link_resolves_a_conflict(demo) -> None:  # type: ignore[no-untyped-def]
     assert json.loads(demo.cli("conflicts", "--json").output) == []
 
 
-def test_override_wins_logs_actor_and_expires(demo) -> None:  # type: ignore[no-untyped-def]
+def test_override_wins_logs_actor_and_expires(demo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     demo.cli("run", "--full", "-q")
     result = demo.cli("override", "C02FK1ABQ6L4", "assigned_to", "ana.souza@example.com", "--reason",
                       "on loan back to Ana, INC-4411", "--expires", "2099-01-01")
@@ -61,11 +63,17 @@ def test_override_wins_logs_actor_and_expires(demo) -> None:  # type: ignore[no-
     demo.cli("run", "--full", "-q")  # a later sync does not undo it
     assert _asset(demo, "serial_number:C02FK1ABQ6L4")["assigned_to"][1] == "manual"
     log = json.loads(demo.cli("log", "--entity", "C02FK1ABQ6L4", "--source", "manual", "--json").output)
-    assert [(r["field"], r["old"], r["new"], r["rule"]) for r in log] == [
-        ("assigned_to", "bob.li@example.com", "ana.souza@example.com", "manual")]
-    assert log[0]["actor"]
+    assert [(r["action"], r["field"], r["old"], r["new"], r["rule"]) for r in log] == [
+        ("override", "assigned_to", None, "ana.souza@example.com",
+         "override: on loan back to Ana, INC-4411 (expires 2099-01-01T00:00:00Z)"),
+        ("set", "assigned_to", "bob.li@example.com", "ana.souza@example.com", "manual")]
+    assert log[0]["actor"] and log[0]["actor"] == log[1]["actor"]
     # An override that has expired stops applying at the next merge.
-    demo.cli("override", "C02FK1ABQ6L4", "location", "Lisbon", "--reason", "temporary", "--expires", "2020-01-01")
+    assert demo.cli("override", "C02FK1ABQ6L4", "location", "Lisbon", "--reason", "temporary",
+                    "--expires", "1h").exit_code == 0
+    assert _asset(demo, "serial_number:C02FK1ABQ6L4")["location"][:2] == ["Lisbon", "manual"]
+    later = clock.now() + timedelta(hours=2)
+    monkeypatch.setenv(clock.NOW_ENV, later.strftime("%Y-%m-%dT%H:%M:%SZ"))
     demo.cli("run", "--full", "-q")
     assert "location" not in _asset(demo, "serial_number:C02FK1ABQ6L4")
 

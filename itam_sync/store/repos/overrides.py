@@ -34,8 +34,42 @@ class OverridesRepo(RepoBase):
 
     def add_override(self, entity_id: int, field: str, value: Any, reason: str, actor: str | None, at: str,
                      expires: str | None) -> None:
+        """Set the override of (entity, field); the one it replaces stops being active."""
         self._exec("UPDATE overrides SET active=? WHERE entity_id=? AND field=? AND active=?",
                    (False, entity_id, field, True))
         self._exec("INSERT INTO overrides (entity_id, field, value, reason, actor, created_at, expires_at, active) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (entity_id, field, dumps(value), reason, actor, at, expires,
                                                        True))
+
+    def current_override(self, entity_id: int, field: str, now: str) -> dict[str, Any] | None:
+        """The override of (entity, field) in force at `now`, or None."""
+        rows = self.list_overrides(now, entity_id=entity_id, field=field)
+        return rows[0] if rows else None
+
+    def list_overrides(self, now: str, entity_id: int | None = None, field: str | None = None,
+                       include_inactive: bool = False) -> list[dict[str, Any]]:
+        """Overrides, oldest first, with who, why and expiry; `state` is active, expired or ended (replaced or
+        removed). Without `include_inactive` only those in force at `now`."""
+        where, params = [], []
+        for cond, val in (("entity_id=?", entity_id), ("field=?", field)):
+            if val is not None:
+                where.append(cond)
+                params.append(val)
+        if not include_inactive:
+            where.append("active=?")
+            params.append(True)
+        sql = ("SELECT id, entity_id, field, value, reason, actor, created_at, expires_at, active FROM overrides"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
+        out = []
+        for oid, eid, f, v, reason, actor, created, expires, active in self._exec(sql, tuple(params)).fetchall():
+            expired = bool(expires and expires <= now)
+            if not include_inactive and expired:
+                continue
+            state = "expired" if expired else ("active" if active else "ended")
+            out.append({"id": oid, "entity_id": eid, "field": f, "value": json.loads(v), "reason": reason,
+                        "actor": actor, "created_at": created, "expires_at": expires, "state": state})
+        return out
+
+    def end_override(self, override_id: int) -> None:
+        """Stop an override applying (removed by an operator); the row stays for the record."""
+        self._exec("UPDATE overrides SET active=? WHERE id=?", (False, override_id))

@@ -57,6 +57,17 @@ class RecordsRepo(RepoBase):
             params += (stream,)
         return [tuple(r) for r in self._exec(sql, params).fetchall()]
 
+    def find_record_trimmed(self, connector: str, stream: str | None, source_key: str) -> list[tuple[Any, ...]]:
+        """Like find_record, for keys stored with surrounding spaces before keys were stripped (a full scan of
+        the connector's records; operators' look-ups only)."""
+        sql = "SELECT id, connector, stream, source_key, entity_id, entity_type FROM source_records " \
+              "WHERE connector=? AND TRIM(source_key)=?"
+        params: tuple[Any, ...] = (connector, source_key)
+        if stream:
+            sql += " AND stream=?"
+            params += (stream,)
+        return [tuple(r) for r in self._exec(sql, params).fetchall()]
+
     def record(self, record_id: int) -> tuple[Any, ...] | None:
         r = self._exec("SELECT id, connector, stream, source_key, entity_id, entity_type, match_keys "
                        "FROM source_records WHERE id=?", (record_id,)).fetchone()
