@@ -1,13 +1,13 @@
 """Certificates connector: TLS certificates served at configured endpoints and held in AWS Certificate Manager.
 
-- `endpoints`: one TLS handshake per configured `host[:port]` (SNI = the host name); the leaf certificate the
-  server presents is parsed with `cryptography` (subject, issuer, SANs, validity, serial, SHA-256
-  fingerprint). The chain is not verified: an expired or self-signed certificate is exactly what an
-  inventory must see. Source key: the endpoint, so a renewed certificate updates the same asset.
-- `acm`: `acm.list_certificates` (every key type) and `acm.describe_certificate` per certificate in each
-  configured region. Source key: the certificate ARN.
-An endpoint that cannot be reached, or a region that cannot be read, fails the run (so nothing is marked
-missing on a partial pull). Neither source has a change feed: every run reads everything again.
+- `endpoints`: one TLS handshake per configured `host[:port]` (SNI = the host name); the leaf certificate the server
+  presents is parsed with `cryptography` (subject, issuer, SANs, validity, serial, SHA-256 fingerprint). The chain
+  is not verified: an expired or self-signed certificate is exactly what an inventory must see. Source key: the
+  endpoint, so a renewed certificate updates the same asset. Needs the core install only.
+- `acm`: `acm.list_certificates` (every key type) and `acm.describe_certificate` per certificate in each configured
+  region, through boto3 (the `aws` extra). Source key: the certificate ARN.
+An endpoint that cannot be reached, or a region that cannot be read, fails the run (so nothing is marked missing
+on a partial pull). Neither source has a change feed: every run reads everything again.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 from pydantic import Field, field_validator, model_validator
 
-from itam_sync.sdk.cloud import AWS_ERRORS, AwsOptions, AwsSessions, jsonable, sweep
+from itam_sync.sdk import cloud  # its AWS names import boto3 on first use: only when ACM is read
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
+from itam_sync.sdk.extras import install_hint, installed
 
 # ListCertificates returns only RSA_1024/RSA_2048 certificates unless key types are named.
 ACM_KEY_TYPES = ["RSA_1024", "RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1"]
@@ -61,6 +62,8 @@ class CertificatesSettings(ConnectorSettings):
     def _something(self) -> CertificatesSettings:
         if not (self.endpoints or self.acm_regions):
             raise ValueError("configure endpoints and/or acm_regions")
+        if self.acm_regions and not installed("boto3"):
+            raise ValueError(f"acm_regions {install_hint('aws')} (endpoints work without it)")
         return self
 
 
@@ -154,7 +157,7 @@ class Acm(Stream):
     connector: CertificatesConnector
 
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
-        yield from sweep(self.connector.settings.acm_regions, self._region, errors=AWS_ERRORS,
+        yield from cloud.sweep(self.connector.settings.acm_regions, self._region, errors=cloud.AWS_ERRORS,
                          where=lambda region: f"ACM in region {region}")
 
     def _region(self, region: str) -> Iterator[dict[str, Any] | BadRecord]:
@@ -164,16 +167,15 @@ class Acm(Stream):
             for summary in page.get("CertificateSummaryList", []):
                 arn = summary.get("CertificateArn")
                 if not arn:
-                    yield BadRecord(f"ACM {region}: certificate without an ARN", json.dumps(jsonable(summary)))
+                    yield BadRecord(f"ACM {region}: certificate without an ARN", json.dumps(cloud.jsonable(summary)))
                     continue
                 cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
-                yield {**jsonable(cert), "Region": region, "Account": arn.split(":")[4]}
+                yield {**cloud.jsonable(cert), "Region": region, "Account": arn.split(":")[4]}
 
 
 class CertificatesConnector(Connector):
-    """TLS certificates from endpoints (standard library `ssl`, no HTTP; parsed with `cryptography`) and from
-    ACM through boto3, the natural AWS client (signing, regional endpoints, paginators, botocore's throttling
-    retries), set up by `itam_sync.sdk.cloud.AwsSessions`."""
+    """TLS certificates from endpoints (standard library `ssl`, no HTTP; parsed with `cryptography`) and from ACM
+    through boto3 (signing, regional endpoints, paginators, throttling retries) set up by `cloud.AwsSessions`."""
 
     type_name = "certificates"
     description = "TLS certificates from host:port endpoints and AWS Certificate Manager"
@@ -187,13 +189,10 @@ class CertificatesConnector(Connector):
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         super().__init__(name, settings)
         s = self.settings
-        self.aws = AwsSessions(AwsOptions(profile=s.aws_profile, endpoint_url=s.aws_endpoint_url,
-                                          retry_mode=s.retry_mode, max_attempts=s.max_attempts))
+        if s.acm_regions:  # boto3 only then: endpoints need no extra
+            self.aws = cloud.AwsSessions(cloud.AwsOptions(profile=s.aws_profile, endpoint_url=s.aws_endpoint_url,
+                                                          retry_mode=s.retry_mode, max_attempts=s.max_attempts))
 
     def streams(self) -> list[Stream]:
-        out: list[Stream] = []
-        if self.settings.endpoints:
-            out.append(Endpoints(self))
-        if self.settings.acm_regions:
-            out.append(Acm(self))
-        return out
+        s = self.settings
+        return [*([Endpoints(self)] if s.endpoints else []), *([Acm(self)] if s.acm_regions else [])]

@@ -8,11 +8,12 @@ import logging
 import click
 
 from itam_sync import __version__
+from itam_sync.cli.extras import ExtrasGroup
 
 log = logging.getLogger(__name__)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ExtrasGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="itam-sync")
 @click.option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display or run summary; log errors only.")

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from itam_sync.cli.common import config_option, echo_plugins, handle_errors, load_config, open_store
 from itam_sync.engine.operations import OperationError
-from itam_sync.engine.registry import Registry, UnknownConnectorType
+from itam_sync.engine.registry import ConnectorUnavailable, Registry, UnknownConnectorType
 from itam_sync.engine.runner import RunResult, SyncFailed, merge_pending, run_connector
 from itam_sync.mapping.loader import MappingLoadError
 from itam_sync.settings import ConfigError, load_settings
@@ -42,7 +42,8 @@ def validate(config_path: str) -> None:
         try:
             cls = registry.get(c.type)
         except UnknownConnectorType as exc:
-            close = difflib.get_close_matches(c.type, registry.names(), n=1)
+            close = ([] if isinstance(exc, ConnectorUnavailable)  # installed, its extra is not: no "did you mean"
+                     else difflib.get_close_matches(c.type, registry.names(), n=1))
             problems.append(f"{where}: connectors.{i}.type: {exc}" + (f" (fix: did you mean {close[0]!r}?)"
                                                                      if close else ""))
             continue
@@ -319,4 +320,4 @@ def merge(config_path: str, dry_run: bool) -> None:
 def connectors_cmd() -> None:
     """List the installed connector types."""
     reg = Registry()
-    echo_plugins(reg.names(), lambda name: reg.get(name).description)
+    echo_plugins(reg.names(), reg.describe)  # a type whose extra is missing: "needs `pip install itam-sync[x]`"

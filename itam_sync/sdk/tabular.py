@@ -2,6 +2,7 @@
 
 `csv_rows` and `xlsx_rows` yield (1-based line or row number, cell values); `cell_text` renders a cell the
 way a CSV export of the same sheet would hold it; `header_names` turns a header row into record keys.
+CSV needs only the standard library; XLSX needs openpyxl (`pip install itam-sync[xlsx]`), imported on first use.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from openpyxl import load_workbook
-from openpyxl.cell.cell import ERROR_CODES
-
 from itam_sync.sdk.connector import ConnectorError
+from itam_sync.sdk.extras import MissingExtra
 
 Row = tuple[int, list[Any]]  # (1-based row or line number, cell values)
-EXCEL_ERRORS = frozenset(ERROR_CODES)  # "#REF!", "#N/A", ...: a formula that failed, never data
+# A formula that failed, never data: Excel's error values (openpyxl.cell.cell.ERROR_CODES, without openpyxl).
+EXCEL_ERRORS = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"})
 
 
 def normalize_header(name: str) -> str:
@@ -66,7 +66,13 @@ def csv_rows(data: bytes, encoding: str = "utf-8-sig", delimiter: str = ",") -> 
 
 
 def xlsx_rows(data: bytes, sheet: str | None = None) -> Iterable[Row]:
-    """The rows of one sheet (default the first) of an XLSX workbook, values as cached by Excel."""
+    """The rows of one sheet (default the first) of an XLSX workbook, values as cached by Excel.
+    Without openpyxl: a config error saying which extra to install (CSV files still work)."""
+    try:
+        from openpyxl import load_workbook
+    except ImportError as exc:
+        raise ConnectorError(f"reading XLSX files {MissingExtra('xlsx')} (or export the sheet as CSV)",
+                             kind="config") from exc
     book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     try:
         if sheet is not None and sheet not in book.sheetnames:
