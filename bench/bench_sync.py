@@ -111,7 +111,7 @@ def main() -> None:
             sandbox.start(devices=args.devices, people=args.people, seed=args.seed, faults=args.faults,
                           process=True) as sb:
         os.environ.update(sb.env())
-        text = (ROOT / "config" / "sandbox.yaml").read_text().replace("sqlite:///sandbox.db",
+        text = (ROOT / "config" / "sandbox.yaml").read_text().replace("sqlite:///../sandbox.db",
                                                                         f"sqlite:///{tmp}/bench.db")
         # Kandji remembers device details between runs (its resync asks none again) and is not paced to the
         # real tenant's 10,000 requests/hour: the sandbox has no quota.

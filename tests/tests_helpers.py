@@ -63,8 +63,8 @@ def make_demo(tmp_path: Path) -> Demo:
     shutil.copytree(ROOT / "mappings" / "demo", maps)
     db = tmp_path / "itam.db"
     text = (ROOT / "config" / "demo.yaml").read_text()
-    text = text.replace("sqlite:///demo.db", f"sqlite:///{db}")
-    text = text.replace("config/demo/", f"{data}/").replace("mappings/demo/", f"{maps}/")
+    text = text.replace("sqlite:///../demo.db", f"sqlite:///{db}")
+    text = text.replace("path: demo/", f"path: {data}/").replace("mappings/demo/", f"{maps}/")
     config = tmp_path / "itam-sync.yaml"
     config.write_text(text)
     return Demo(config, data, db)

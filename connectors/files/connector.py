@@ -22,6 +22,7 @@ from pydantic import Field
 from itam_sync import clock
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
 from itam_sync.sdk.dates import shift_record
+from itam_sync.settings.paths import ConfigPath
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class FileSettings(ConnectorSettings):
     """Settings shared by the file connectors."""
 
-    path: str = Field(description="File path or glob (e.g. /data/exports/procurement-*.csv)")
+    path: ConfigPath = Field(description="File path or glob; relative to the config file's folder")
     stream: str = Field(default="records", description="Stream name; the mapping's streams key")
     encoding: str = "utf-8-sig"
     dates_relative_to: datetime | None = Field(
@@ -38,7 +39,14 @@ class FileSettings(ConnectorSettings):
 
 
 class CsvSettings(FileSettings):
+    path: ConfigPath = Field(description="CSV file or glob, relative to the config file's folder "
+                             "(e.g. exports/procurement-*.csv)")
     delimiter: str = ","
+
+
+class JsonlSettings(FileSettings):
+    path: ConfigPath = Field(description="JSON Lines file or glob, relative to the config file's folder "
+                             "(e.g. exports/inventory-*.jsonl)")
 
 
 def _files(pattern: str) -> list[Path]:
@@ -47,7 +55,7 @@ def _files(pattern: str) -> list[Path]:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing or not paths:
         raise ConnectorError(f"file not found: {missing[0] if missing else pattern} "
-                             "(fix: check settings.path; relative paths start from the working directory)",
+                             "(fix: check settings.path; relative paths start from the config file's folder)",
                              kind="config")
     return paths
 
@@ -130,7 +138,7 @@ class JsonlConnector(FileConnector):
 
     type_name = "jsonl"
     description = "JSON Lines files (one JSON object per line)"
-    settings_model = FileSettings
+    settings_model = JsonlSettings
     example_settings: ClassVar[dict[str, Any]] = {"path": "exports/inventory.jsonl", "stream": "records"}
 
     def read(self, path: Path) -> Iterator[dict[str, Any] | BadRecord]:

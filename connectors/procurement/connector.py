@@ -36,6 +36,7 @@ from pydantic import Field, field_validator
 
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
 from itam_sync.sdk.tabular import EXCEL_ERRORS, cell_text, csv_rows, header_names, normalize_header, xlsx_rows
+from itam_sync.settings.paths import ConfigPath
 
 __all__ = ["ProcurementConnector", "ProcurementSettings", "normalize_header"]
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ XLSX_SUFFIXES = (".xlsx", ".xlsm")  # read as workbooks; anything else matching 
 class ProcurementSettings(ConnectorSettings):
     """Settings of the `procurement` connector."""
 
-    folder: str = Field(description="The watched folder (not searched recursively)")
+    folder: ConfigPath = Field(description="The watched folder (not searched recursively); relative to the config "
+                               "file's folder")
     pattern: str = Field(default="*.csv,*.xlsx", description="Comma-separated file name globs to import")
     sheet: str | None = Field(default=None, description="XLSX sheet to read; default the workbook's first sheet")
     stream: str = Field(default="purchases", description="Stream name; the mapping's streams key")

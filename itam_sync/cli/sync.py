@@ -63,7 +63,7 @@ def validate(config_path: str) -> None:
 
     problems += sink_config_problems(config_path, loaded)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    for w in loaded.warnings:
+    for w in loaded.warnings + loaded.secret_warnings:
         if not any(w.split(": ", 2)[-1] in p for p in problems):  # an error now, not also a warning
             err.print(f"[yellow]warning:[/yellow] {escape(w)}")
     if problems:
@@ -135,15 +135,37 @@ def _precedence_source_problems(config_path: str, loaded: Any, registry: Registr
     return problems
 
 @click.command()
+@click.option("--connectors", "wanted", default=None, metavar="TYPE,TYPE...",
+              help="Write a config for exactly these connector types (e.g. okta,intune,jamf,crowdstrike,bamboohr,"
+                   "procurement), with their precedence filled in. Default: a disabled block for every type.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @handle_errors
-def init(output: str | None, force: bool) -> None:
-    """Write a commented starter config with a block for every registered connector type."""
+def init(wanted: str | None, output: str | None, force: bool) -> None:
+    """Write a commented starter config: for the connector types you name, or a block for every type.
+
+    Then replace the placeholders (tenant ids, URLs), export the secrets it references and run
+    `itam-sync validate -c FILE`; it names each placeholder still left.
+    """
+    import difflib
+
+    from itam_sync.insight.base import ROLE_BY_TYPE
     from itam_sync.settings.starter import starter_config
 
     registry = Registry()
-    text = starter_config(registry.names(), registry.get)
+    types = [t.strip() for t in wanted.split(",") if t.strip()] if wanted else []
+    for t in types:
+        if t not in registry.names():
+            close = difflib.get_close_matches(t, registry.names(), n=1)
+            raise OperationError(f"--connectors: no connector type {t!r}" + (f" (fix: did you mean {close[0]!r}?)"
+                                 if close else f"; installed: {', '.join(registry.names())}"))
+    if len(set(types)) != len(types):
+        raise OperationError("--connectors: name each type once (two instances of a type: copy its block and "
+                             "give the copy its own name)")
+    if wanted is not None and not types:
+        raise OperationError("--connectors: give at least one connector type, e.g. --connectors okta,intune")
+    text = starter_config(registry.names(), registry.get, connectors=types or None,
+                          roles={t: r for t, r in ROLE_BY_TYPE.items() if t in types})
     if output is None:
         click.echo(text, nl=False)
         return

@@ -34,6 +34,7 @@ from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, Stream
 from itam_sync.sdk.errors import HttpError
 from itam_sync.sdk.http import observe_http
 from itam_sync.settings import ConfigError, ConnectorConfig, Settings, resolve_secrets
+from itam_sync.settings.paths import BASE_DIR_CONTEXT
 from itam_sync.settings.redaction import redact
 from itam_sync.store import Store
 from itam_sync.store.leases import MERGE_LEASE, Lease, LeaseBusy, LeaseInfo, connector_lease
@@ -112,7 +113,8 @@ def build_connector(settings: Settings, conn_cfg: ConnectorConfig, registry: Reg
     cls = registry.get(conn_cfg.type)
     resolved = resolve_secrets(conn_cfg.settings, f"connector {conn_cfg.name!r} settings")
     try:
-        model = cls.settings_model.model_validate(resolved)
+        # Data-file settings (ConfigPath) resolve against the config file's folder, not the working directory.
+        model = cls.settings_model.model_validate(resolved, context={BASE_DIR_CONTEXT: settings.base_dir()})
     except ValidationError as exc:
         # Never echo input values: they may be resolved secrets.
         problems = [f"connector {conn_cfg.name!r} settings.{'.'.join(map(str, e['loc']))}: {e['msg']}"
