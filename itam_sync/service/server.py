@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from itam_sync import clock
 from itam_sync.engine.registry import Registry, UnknownConnectorType
 from itam_sync.engine.runner import RunInterrupted, SyncFailed, merge_pending, run_connector
+from itam_sync.http_guard import API_HEADERS, RequestGuard, SecurityHeaders, is_loopback_host
 from itam_sync.mapping.loader import MappingLoadError, load_mapping
 from itam_sync.service.metrics import CONTENT_TYPE, Metrics
 from itam_sync.service.scheduler import REMINDERS, SINK_PREFIX, Dispatcher, ServiceScheduler
@@ -385,9 +386,12 @@ class Service:
                 return True, 200, ""
             return False, 401, "a valid API token is required (Authorization: Bearer <token>; service.api_tokens)"
         host = request.client.host if request.client else ""
-        if host in LOOPBACK:
+        # The Host header too: a web page's script reaching 127.0.0.1 under its own name (DNS rebinding)
+        # comes from this machine but names another host.
+        if host in LOOPBACK and is_loopback_host(request.headers.get("host", "")):
             return True, 200, ""
-        return False, 403, "no service.api_tokens are configured, so runs are only accepted from 127.0.0.1"
+        return False, 403, ("no service.api_tokens are configured, so runs are only accepted from 127.0.0.1 "
+                            "addressed to 127.0.0.1 or localhost")
 
 
 def _now() -> str:
@@ -397,6 +401,10 @@ def _now() -> str:
 def build_app(svc: Service) -> FastAPI:
     """The HTTP side of a worker: health, metrics, operator runs, vendor events."""
     app = FastAPI(title="itam-sync serve", docs_url=None, redoc_url=None, openapi_url=None)
+    limits = svc.settings.http
+    app.add_middleware(RequestGuard, max_bytes=limits.max_body_bytes, max_json_depth=limits.max_json_depth,
+                       headers=API_HEADERS)
+    app.add_middleware(SecurityHeaders, headers=API_HEADERS)  # outermost: on the guard's refusals too
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -411,7 +419,8 @@ def build_app(svc: Service) -> FastAPI:
     def runs(body: RunBody, request: Request) -> JSONResponse:
         ok, status, why = svc.authorized(request)
         if not ok:
-            svc.metrics.events.labels(body.connector or "(all)", "api", "rejected").inc()
+            # Not the connector asked for: an unauthenticated caller must not mint metric series.
+            svc.metrics.events.labels("(unauthenticated)", "api", "rejected").inc()
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             return JSONResponse({"error": why}, status_code=status, headers=headers)
         if body.connector is not None and body.connector not in svc.settings.connector_types():

@@ -75,8 +75,9 @@ def build_hooks(settings: Settings) -> dict[str, HookAuth]:
     return hooks
 
 
-def _same(a: str | None, b: str) -> bool:
-    return a is not None and hmac.compare_digest(a.encode(), b.encode())
+def _same(a: object, b: str) -> bool:
+    """Is `a` the text `b`? (constant time; anything but a string is not)"""
+    return isinstance(a, str) and hmac.compare_digest(a.encode(), b.encode())
 
 
 def authenticated(hook: HookAuth, headers: Mapping[str, str]) -> bool:
@@ -89,7 +90,7 @@ def authenticated(hook: HookAuth, headers: Mapping[str, str]) -> bool:
             return False
         try:
             user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # not base64, not ASCII, not UTF-8
             return False
         return _same(user, hook.username) & _same(password, hook.secret)
     return _same(headers.get((hook.header or "Authorization").lower()), hook.secret)
@@ -104,7 +105,8 @@ def okta_verification(headers: Mapping[str, str]) -> dict[str, str] | None:
 def count_events(hook: HookAuth, body: Any) -> int:
     """How many events a (authenticated) POST body holds; ValueError when it is not the vendor's shape."""
     if hook.kind == "okta":
-        events = body.get("data", {}).get("events") if isinstance(body, dict) else None
+        data = body.get("data") if isinstance(body, dict) else None
+        events = data.get("events") if isinstance(data, dict) else None
         if not isinstance(events, list):
             raise ValueError("not an Okta event hook body (no data.events list)")
         return len(events)
