@@ -4,15 +4,35 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DB ?= demo.db
 
-.PHONY: venv demo demo-sandbox test lint bench clean
+LOCK := requirements-lock.txt
 
-$(BIN)/itam-sync: pyproject.toml
+.PHONY: venv demo demo-sandbox test install-test lint bench lock upgrade-lock clean
+
+# Every extra (all, test, dev) at the exact versions of the lock file, then itam-sync itself (editable).
+$(BIN)/itam-sync: pyproject.toml setup.py $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	$(BIN)/python -m pip install -q -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(BIN)/itam-sync
 
 venv: $(BIN)/itam-sync
+
+# The lock file: exact versions of every dependency (all extras, test, dev) for Python 3.11-3.13 on every
+# platform. `make lock` after editing pyproject.toml's dependencies (keeps the other pins); `make upgrade-lock`
+# moves everything to the newest releases pyproject.toml allows; one package: make lock UPGRADE='-P boto3'.
+UPGRADE ?=
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --extra all --extra test --extra dev --universal --python-version 3.11 \
+		--custom-compile-command 'make lock' $(UPGRADE) -o $(LOCK)
+
+upgrade-lock:
+	$(MAKE) lock UPGRADE=--upgrade
+
+# Build the sdist and wheel, install the wheel outside the repository (core only, then [all]) and use it.
+install-test: venv
+	.ci/install-test
 
 # The file demo (demo.db), then the real API connectors against the local vendor sandbox (sandbox.db).
 demo: venv
@@ -45,4 +65,4 @@ bench: venv
 	$(BIN)/python bench/bench_merge.py --devices 25000
 
 clean:
-	rm -rf $(VENV) $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm sandbox.db sandbox.db-wal sandbox.db-shm .pytest_cache
+	rm -rf $(VENV) dist $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm sandbox.db sandbox.db-wal sandbox.db-shm .pytest_cache

@@ -25,6 +25,7 @@ from itam_sync.mapping.loader import load_mapping
 from itam_sync.sdk.connector import BadRecord, Connector, StreamState
 from itam_sync.sdk.http import HttpClient
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
+from itam_sync.settings.bundled import bundled_mapping
 from itam_sync.store import Store
 
 MockFactory = Callable[[bool], AbstractContextManager[Any]]
@@ -57,8 +58,9 @@ def conformance_suite(connector_cls: type[Connector], settings: dict[str, Any], 
                       mapping: str | Path | None = None, name: str = "under-test",
                       check_registered: bool = True) -> type:
     """Build a pytest test class checking the contract every connector must keep."""
-    project = Path(__file__).resolve().parents[1]
-    mapping_path = Path(mapping) if mapping else project / "mappings" / f"{connector_cls.mapping_name()}.yaml"
+    # Default: the mapping bundled with itam-sync for the type (installed wheel or source checkout alike).
+    default = f"{connector_cls.mapping_name()}.yaml"
+    mapping_path = Path(mapping) if mapping else bundled_mapping(connector_cls.mapping_name()) or Path(default)
 
     def make_settings(tmp: Path) -> Settings:
         return Settings(store=StoreConfig(url=f"sqlite:///{tmp / 'conformance.db'}"),

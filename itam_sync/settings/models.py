@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from itam_sync.model.canonical import EntityType
+from itam_sync.settings.bundled import bundled_mapping
 from itam_sync.settings.http import HttpConfig
 from itam_sync.settings.lifecycle import LifecycleConfig, ReportsConfig
 from itam_sync.settings.schedules import check_schedule_text
@@ -342,12 +343,17 @@ class Settings(_Model):
 
     def mapping_path(self, conn: ConnectorConfig, default_name: str) -> Path:
         """The mapping file of a connector: its `mapping:`, else <mappings_dir>/<instance name>.yaml when that
-        exists (a per-instance variant), else <mappings_dir>/<type>.yaml."""
+        exists (a per-instance variant), else <mappings_dir>/<type>.yaml when that exists, else the mapping
+        bundled with itam-sync for the type (so a config outside the repository needs no mappings/ folder)."""
         if conn.mapping:
             return self._resolve_path(conn.mapping)
         base = self._resolve_path(self.mappings_dir)
         own = base / f"{conn.name}.yaml"
-        return own if own.exists() else base / f"{default_name}.yaml"
+        if own.exists():
+            return own
+        typed = base / f"{default_name}.yaml"
+        bundled = bundled_mapping(default_name)
+        return typed if typed.exists() or bundled is None else bundled
 
     def _resolve_path(self, p: str) -> Path:
         path = Path(p)
