@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import responses
+from itam_sync.connectors.sinks.snipeit.sink import SnipeItSettings, SnipeItSink
 from responses import matchers
 
-from connectors.sinks.snipeit.sink import SnipeItSettings, SnipeItSink
 from itam_sync.publish.sinks.base import GoldenRecord
 
 FIXTURES = Path(__file__).parent / "fixtures"
