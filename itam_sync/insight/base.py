@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime
 from typing import IO, Any
 
 from itam_sync.engine.operations import OperationError
+from itam_sync.model.csv_safety import csv_cell
 from itam_sync.settings import Settings
 from itam_sync.store.repos import Repos
 
@@ -123,11 +124,7 @@ class ReportResult:
 
 
 def _csv_cell(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, list):
-        return ";".join(map(str, v))
-    return v
+    return csv_cell(v)  # lists joined with ';'; text a spreadsheet would run as a formula escaped (model/csv_safety)
 
 
 @dataclass
