@@ -25,7 +25,7 @@ venv: $(BIN)/itam-sync
 UPGRADE ?=
 lock: venv
 	$(BIN)/uv pip compile pyproject.toml --extra all --extra test --extra dev --universal --python-version 3.11 \
-		--custom-compile-command 'make lock' $(UPGRADE) -o $(LOCK)
+		--custom-compile-command 'make lock' -q $(UPGRADE) -o $(LOCK)
 
 upgrade-lock:
 	$(MAKE) lock UPGRADE=--upgrade
