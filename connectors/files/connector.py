@@ -2,14 +2,15 @@
 
 One connector instance reads one file (or every file matching a glob, in name order) as one stream.
 Incremental runs skip the read when no file changed since the last run (size and mtime fingerprint);
-full runs always read everything. A line that cannot be parsed is quarantined, not fatal.
+full runs always read everything. A line that cannot be parsed is quarantined, not fatal; with a truncated
+file, bytes not in `encoding` or an oversized CSV value it is named by file and line, and a file without a
+column for its mapping's source key or a match-key field is refused whole (itam_sync/sdk/textfiles.py). A
+full run that met any of these marks nothing of the stream missing and ends `degraded`.
 """
 
 from __future__ import annotations
 
-import csv
 import glob
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from pydantic import Field
 from itam_sync import clock
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
 from itam_sync.sdk.dates import shift_record
+from itam_sync.sdk.required import Required
+from itam_sync.sdk.textfiles import csv_records, jsonl_records
 from itam_sync.settings.paths import ConfigPath
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,11 @@ class FileStream(Stream):
         super().__init__(connector)
         self.file_connector = connector
         self.name = connector.settings.stream  # type: ignore[misc,attr-defined]
+        self._where: tuple[Path | None, int] = (None, 0)
+
+    def position(self) -> str | None:
+        path, line = self._where
+        return None if path is None else f"{path}:{line}"
 
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         settings: FileSettings = self.file_connector.settings  # type: ignore[assignment]
@@ -92,7 +100,8 @@ class FileStream(Stream):
             elapsed = clock.now() - (anchor if anchor.tzinfo else anchor.replace(tzinfo=UTC))
             delta = timedelta(hours=round(elapsed / timedelta(hours=1)))
         for path in paths:
-            for rec in self.file_connector.read(path):
+            for line, rec in self.file_connector.read(path, state.required):
+                self._where = (path, line)
                 yield shift_record(rec, delta) if delta and isinstance(rec, dict) else rec
 
 
@@ -102,7 +111,8 @@ class FileConnector(Connector):
     def streams(self) -> list[Stream]:
         return [FileStream(self)]
 
-    def read(self, path: Path) -> Iterator[dict[str, Any] | BadRecord]:
+    def read(self, path: Path, required: Required) -> Iterator[tuple[int, dict[str, Any] | BadRecord]]:
+        """(line number, record) of one file; a file without a `required` column yields only its refusal."""
         raise NotImplementedError
 
 
@@ -114,23 +124,9 @@ class CsvConnector(FileConnector):
     settings_model = CsvSettings
     example_settings: ClassVar[dict[str, Any]] = {"path": "exports/procurement.csv", "stream": "records"}
 
-    def read(self, path: Path) -> Iterator[dict[str, Any] | BadRecord]:
+    def read(self, path: Path, required: Required) -> Iterator[tuple[int, dict[str, Any] | BadRecord]]:
         settings: CsvSettings = self.settings  # type: ignore[assignment]
-        with path.open(newline="", encoding=settings.encoding) as fh:
-            reader = csv.reader(fh, delimiter=settings.delimiter)
-            header = next(reader, None)
-            if not header:
-                return
-            header = [h.strip() for h in header]
-            width = len(header)
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != width:
-                    yield BadRecord(f"{path}:{reader.line_num}: {len(row)} columns, header has {width}",
-                                    settings.delimiter.join(row))
-                    continue
-                yield dict(zip(header, row, strict=True))
+        return csv_records(path, settings.encoding, settings.delimiter, required)
 
 
 class JsonlConnector(FileConnector):
@@ -141,19 +137,6 @@ class JsonlConnector(FileConnector):
     settings_model = JsonlSettings
     example_settings: ClassVar[dict[str, Any]] = {"path": "exports/inventory.jsonl", "stream": "records"}
 
-    def read(self, path: Path) -> Iterator[dict[str, Any] | BadRecord]:
+    def read(self, path: Path, required: Required) -> Iterator[tuple[int, dict[str, Any] | BadRecord]]:
         settings: FileSettings = self.settings  # type: ignore[assignment]
-        loads = json.loads
-        with path.open(encoding=settings.encoding) as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = loads(line)
-                except ValueError as exc:
-                    yield BadRecord(f"{path}:{n}: not valid JSON ({exc.args[0].split(':')[0]})", line.strip())
-                    continue
-                if not isinstance(rec, dict):
-                    yield BadRecord(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}", line.strip())
-                    continue
-                yield rec
+        return jsonl_records(path, settings.encoding, required)

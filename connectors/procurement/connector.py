@@ -17,8 +17,12 @@ missing (behind the deletion guard, as any full run).
 
 Lines that cannot be read are quarantined as `BadRecord`s naming `file:row` (wrong number of CSV columns, an
 Excel error value such as #REF!, a file that is not valid XLSX or not in `encoding`); the rest of the file
-is imported. Values the mapping cannot convert (a cost of "tbd") are quarantined by the engine with the raw
-record, whose `_file`/`_row` say where to fix them.
+is imported. A file that cannot be read to its end makes a full run mark nothing missing and end `degraded`
+(what could not be read is not gone).
+A file without a column for the mapping's source key or a match-key field (a serial column) is refused
+whole, naming its header line, and stays unimported so the next run reports it again. Values the mapping
+cannot convert (a cost of "tbd") are quarantined by the engine with the raw record, whose `_file`/`_row` say
+where to fix them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorError, ConnectorSettings, Stream, StreamState
+from itam_sync.sdk.required import Required, header_unmet, refusal
 from itam_sync.sdk.tabular import EXCEL_ERRORS, cell_text, csv_rows, header_names, normalize_header, xlsx_rows
 from itam_sync.settings.paths import ConfigPath
 
@@ -78,6 +83,10 @@ class PurchaseFiles(Stream):
     def __init__(self, connector: ProcurementConnector) -> None:
         super().__init__(connector)
         self.name = connector.settings.stream  # type: ignore[misc]
+        self._where, self._refused = "", False
+
+    def position(self) -> str | None:
+        return self._where or None
 
     def files(self) -> list[Path]:
         s = self.connector.settings
@@ -97,12 +106,15 @@ class PurchaseFiles(Stream):
                 log.info("%s: %s already imported (same content); skipped", self.connector.name, path.name)
                 continue
             log.info("%s: importing %s", self.connector.name, path.name)
-            yield from self.lines(path, data)
-            imported.add(digest)
+            self._refused = False
+            yield from self.lines(path, data, state.required)
+            if not self._refused:  # a refused file is reported again until it is fixed or removed
+                imported.add(digest)
         state.new_cursor = sorted(imported)
 
-    def lines(self, path: Path, data: bytes) -> Iterator[dict[str, Any] | BadRecord]:
+    def lines(self, path: Path, data: bytes, required: Required = ()) -> Iterator[dict[str, Any] | BadRecord]:
         s = self.connector.settings
+        n = 0
         try:
             rows = (xlsx_rows(data, s.sheet) if path.suffix.lower() in XLSX_SUFFIXES
                     else csv_rows(data, s.encoding, s.delimiter))
@@ -112,12 +124,22 @@ class PurchaseFiles(Stream):
                     continue
                 if header is None:
                     header = header_names(cells, s.normalize_headers)
+                    missing = header_unmet(required, header, ("_file", "_row"))
+                    if missing:
+                        self._refused, self._where = True, f"{path.name}:{n}"
+                        yield BadRecord(refusal(self._where, missing, f"the header has: {', '.join(header)}"),
+                                        incomplete=True, position=self._where)
+                        return
                     continue
+                self._where = f"{path.name}:{n}"
                 yield self.record(path.name, n, header, cells)
         except (UnicodeDecodeError, zipfile.BadZipFile, KeyError, OSError, ValueError, csv.Error) as exc:
             # The lines before the failure are kept; the file's hash is recorded, since the same bytes would
-            # fail again: a corrected export is a new file.
-            yield BadRecord(f"{path.name}: cannot read the file ({type(exc).__name__}: {str(exc)[:200]})")
+            # fail again: a corrected export is a new file. The run is degraded: the rest was not read.
+            line = data[:exc.start].count(b"\n") + 1 if isinstance(exc, UnicodeDecodeError) else n + 1
+            self._where = f"{path.name}:{line}" if isinstance(exc, UnicodeDecodeError | csv.Error) else path.name
+            yield BadRecord(f"{self._where}: cannot read the file ({type(exc).__name__}: {str(exc)[:200]}); the rest "
+                            "of it was not read", incomplete=True, position=self._where)
 
     @staticmethod
     def record(file: str, n: int, header: list[str], cells: list[Any]) -> dict[str, Any] | BadRecord:
@@ -125,15 +147,15 @@ class PurchaseFiles(Stream):
         raw = ",".join(cell_text(c) for c in cells)[:2000]
         extra = cells[len(header):]
         if len(cells) < len(header) or any(cell_text(c).strip() for c in extra):
-            return BadRecord(f"{where}: {len(cells)} columns, the header has {len(header)}", raw=raw)
+            return BadRecord(f"{where}: {len(cells)} columns, the header has {len(header)}", raw, position=where)
         rec: dict[str, Any] = {}
         for name, value in zip(header, cells, strict=False):
             text = cell_text(value)
             if isinstance(value, str) and value in EXCEL_ERRORS:
-                return BadRecord(f"{where}: column {name!r} holds the Excel error {value}", raw=raw)
+                return BadRecord(f"{where}: column {name!r} holds the Excel error {value}", raw, position=where)
             if not name:
                 if text.strip():
-                    return BadRecord(f"{where}: a value in a column without a header", raw=raw)
+                    return BadRecord(f"{where}: a value in a column without a header", raw, position=where)
                 continue
             rec[name] = text
         return {**rec, "_file": file, "_row": n}

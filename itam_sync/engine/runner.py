@@ -23,9 +23,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from itam_sync import clock
+from itam_sync.engine.contracts import StreamTracker, evaluate
 from itam_sync.engine.identity import IdentityPolicy, RecordToResolve, resolve
 from itam_sync.engine.merge.apply import MergeStats, apply_merge
 from itam_sync.engine.merge.rules import Rules, iso
+from itam_sync.engine.quarantine import place, record_quarantine
 from itam_sync.engine.registry import Registry
 from itam_sync.mapping.engine import MappingError
 from itam_sync.mapping.loader import load_mapping
@@ -39,9 +41,10 @@ from itam_sync.settings.redaction import redact
 from itam_sync.store import Store
 from itam_sync.store.leases import MERGE_LEASE, Lease, LeaseBusy, LeaseInfo, connector_lease
 from itam_sync.store.repos import Repos
-from itam_sync.store.repos.base import dumps
+from itam_sync.store.repos.base import dumps, dumps_bytes
 
 log = logging.getLogger(__name__)
+Indexed = tuple[int, str, int | None, bool, str]  # a staged record: id, hash, entity, missing, filled fields
 Progress = Callable[[str, str, int], None]  # (connector, stream, records seen so far)
 HttpProgress = Callable[[str, str, str, float], None]  # (connector, stream, "page"|"rate_limit_wait"|"retry", n|s)
 
@@ -98,10 +101,11 @@ class RunResult:
     run_id: int
     connector: str
     mode: str
-    status: str  # success | guarded | failed
+    status: str  # success | degraded (staged, but its data broke a contract) | guarded | failed
     counts: dict[str, Any] = field(default_factory=dict)
     message: str = ""
     duration_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # why it is degraded, one line each
 
 
 def now_iso() -> str:
@@ -148,7 +152,7 @@ class _Staging:
                  at: str, locked: bool = True) -> None:
         self.repo, self.connector, self.run_id, self.policy, self.batch, self.at = (
             repo, connector, run_id, policy, batch, at)
-        self._index: dict[tuple[str, str], tuple[int, str, int | None, bool]] | None = None
+        self._index: dict[tuple[str, str], Indexed] | None = None
         self.seen: set[int] = set()
         self.dirty: set[int] = set()
         # False on PostgreSQL: the pull runs without the store's writer lock (runs of different connectors
@@ -169,9 +173,9 @@ class _Staging:
         self.conflicts = 0
 
     @property
-    def index(self) -> dict[tuple[str, str], tuple[int, str, int | None, bool]]:
-        """(stream, source key) -> (id, hash, entity, missing), loaded on first use: an incremental run that
-        receives nothing never reads it."""
+    def index(self) -> dict[tuple[str, str], Indexed]:
+        """(stream, source key) -> (id, hash, entity, missing, filled), loaded on first use: an incremental run
+        that receives nothing never reads it."""
         if self._index is None:
             self._index = self.repo.records.source_index(self.connector)
         return self._index
@@ -199,19 +203,19 @@ class _Staging:
         return self._eids.pop()
 
     def add(self, stream: str, key: str, digest: str, raw_json: str, entity: EntityType, fields: dict[str, Any],
-            observed_at: str | None, existing: tuple[int, str, int | None, bool] | None) -> str:
+            observed_at: str | None, existing: Indexed | None, filled: str) -> str:
         keys = self.policy.match_keys(entity, fields)
         fields_json, keys_json = dumps(fields), dumps(keys)
         if existing is None:
             rid = self._next_id()
             self.new_rows.append((rid, self.connector, stream, key, entity.value, digest, raw_json, fields_json,
-                                  keys_json, observed_at, self.run_id))
-            self.index[(stream, key)] = (rid, digest, None, False)
+                                  keys_json, observed_at, filled, self.run_id))
+            self.index[(stream, key)] = (rid, digest, None, False, filled)
             current, outcome = None, "new"
         else:
-            rid, _, current, was_missing = existing
-            self.upd_rows.append((digest, raw_json, fields_json, keys_json, observed_at, self.run_id, rid))
-            self.index[(stream, key)] = (rid, digest, current, False)
+            rid, _, current, was_missing, _ = existing
+            self.upd_rows.append((digest, raw_json, fields_json, keys_json, observed_at, filled, self.run_id, rid))
+            self.index[(stream, key)] = (rid, digest, current, False, filled)
             outcome = "reappeared" if was_missing else "changed"
         self.seen.add(rid)
         self.resolve.append(RecordToResolve(rid, entity, keys, current))
@@ -275,7 +279,8 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
                   progress: Progress | None = None, actor: str | None = None, merge: bool = True,
                   lease: Lease | None = None, lease_wait: float | None = None,
                   on_lease_wait: Callable[[LeaseInfo], None] | None = None,
-                  cancel: threading.Event | None = None, on_http: HttpProgress | None = None) -> RunResult:
+                  cancel: threading.Event | None = None, on_http: HttpProgress | None = None,
+                  accept_drops: bool = False) -> RunResult:
     """Run one sync of connector `name`. Raises SyncFailed (with the run recorded as failed) on error.
 
     Staging (pull, map, stage, identity, missing marks, cursor) commits as one transaction that also queues
@@ -290,6 +295,10 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
     takes, 0: raise ConnectorBusy at once) and telling `on_lease_wait(holder)` that it waits. Setting
     `cancel` stops the run at the next record; it is recorded `interrupted` and nothing it staged is kept.
     `on_http(connector, stream, kind, value)` hears every page fetched and every rate-limit wait.
+
+    A run whose data breaks a contract (itam_sync/engine/contracts.py: a mapped source path absent from every
+    record, a fill rate that dropped, a stream not read to its end) is staged but ends `degraded`, with the
+    reasons in `RunResult.warnings`; `accept_drops` takes this full run's fill rates as the new normal.
     """
     registry = registry or Registry()
     conn_cfg = settings.connector(name)
@@ -314,7 +323,7 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
             lease.start_renewal()
         try:
             result = _run_staging(settings, conn_cfg, store, registry, mapping, policy, full, allow_shrink,
-                                  progress, actor, lease, cancel, on_http)
+                                  progress, actor, lease, cancel, on_http, accept_drops)
         finally:
             if own_lease:
                 lease.release()
@@ -335,7 +344,7 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
 def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, registry: Registry, mapping: Any,
                  policy: IdentityPolicy, full: bool, allow_shrink: bool, progress: Progress | None,
                  actor: str | None, lease: Lease, cancel: threading.Event | None,
-                 on_http: HttpProgress | None) -> RunResult:
+                 on_http: HttpProgress | None, accept_drops: bool = False) -> RunResult:
     """The staging transaction of one run, under the connector's lease (held by the caller)."""
     name = conn_cfg.name
     mode = "full" if full else "incremental"
@@ -348,12 +357,14 @@ def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, re
         run_id = repo.runs.create_run(name, conn_cfg.type, mode, started, os.getpid(), socket.gethostname())
     connector: Connector | None = None
     counts: dict[str, Any] = {}
+    warnings: list[str] = []
     track = _Track(name, progress, on_http, cancel)
     try:
         connector = build_connector(settings, conn_cfg, registry)
         with store.begin(immediate=store.is_sqlite) as repo, observe_http(track.http if on_http else None):
             status, message = _sync(repo, settings, conn_cfg, connector, mapping, policy, run_id, full,
-                                    allow_shrink, counts, track, started, actor, store.is_sqlite)
+                                    allow_shrink, counts, track, started, actor, store.is_sqlite,
+                                    warnings=warnings, accept_drops=accept_drops)
             if not repo.leases.lease_held(lease.name, lease.holder):
                 raise LeaseLost(f"lost the lease {lease.name!r} to another worker while running (this worker "
                                 f"was presumed dead: check clocks and service.lease_ttl_s); nothing was kept")
@@ -367,7 +378,8 @@ def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, re
             "starts over")
         try:
             with store.begin() as repo:
-                repo.runs.finish_run(run_id, "interrupted" if cancelled else "failed", now_iso(), duration, counts, text)
+                repo.runs.finish_run(run_id, "interrupted" if cancelled else "failed", now_iso(), duration, counts,
+                                     text)
         except Exception:  # noqa: BLE001 - the next run reaps it as interrupted; keep the original error
             log.exception("could not record the end of run %s", run_id)
         (log.warning if cancelled else log.error)("run %s of %s %s: %s", run_id, name,
@@ -384,7 +396,9 @@ def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, re
     log.info("%s run %s of %s: %s in %.2f s (%d records read)", mode, run_id, name, status, duration, seen,
              extra={"run_id": run_id, "connector": name, "mode": mode, "status": status,
                     "duration_s": round(duration, 3), "records": seen, "totals": counts.get("_total", {})})
-    return RunResult(run_id, name, mode, status, counts, message, duration)
+    for w in warnings:
+        log.warning("run %s of %s: %s", run_id, name, w, extra={"run_id": run_id, "connector": name})
+    return RunResult(run_id, name, mode, status, counts, message, duration, warnings)
 
 
 def merge_pending(settings: Settings, store: Store, actor: str | None = None, *, lease_wait: float | None = None,
@@ -445,23 +459,37 @@ def _advice(exc: BaseException) -> str:
 
 def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector: Connector, mapping: Any,
           policy: IdentityPolicy, run_id: int, full: bool, allow_shrink: bool, counts: dict[str, Any],
-          track: _Track, at: str, actor: str | None, locked: bool = True) -> tuple[str, str]:
+          track: _Track, at: str, actor: str | None, locked: bool = True, *, warnings: list[str] | None = None,
+          accept_drops: bool = False) -> tuple[str, str]:
     name = conn_cfg.name
     progress = track.progress
     cancel = track.cancel
+    warnings = [] if warnings is None else warnings
     cursors = {} if full else repo.runs.get_cursors(name)
     stage = _Staging(repo, name, run_id, policy, settings.sync.batch_size, at, locked=locked)
     new_cursors: dict[str, Any] = {}
     quarantined: list[tuple[Any, ...]] = []
+    open_q = repo.quarantine.open_items(name)  # usually empty: then no record pays for the look-up
+    fixed: list[tuple[str, str]] = []  # quarantined items that map again
+    incomplete: dict[str, str] = {}  # stream -> why it was not read to its end
+    trackers: list[StreamTracker] = []
+    interned: dict[str, str] = {}
     for stream in connector.streams():
         smap = mapping.stream(stream.name)
-        state = StreamState(cursor=cursors.get(stream.name), full=full)
+        tracker = StreamTracker(smap)
+        trackers.append(tracker)
+        key_fields = [*policy.key_fields[smap.entity]] + (
+            ["hostname"] if smap.entity is EntityType.ASSET and policy.hostname_weak_key else [])
+        state = StreamState(cursor=cursors.get(stream.name), full=full, required=tracker.paths.required(key_fields))
         c = counts.setdefault(stream.name, {"seen": 0, "new": 0, "changed": 0, "unchanged": 0, "reappeared": 0,
                                             "quarantined": 0})
         cursor_get = _getter(stream.cursor_field) if stream.cursor_field else None
         max_cursor = state.cursor
-        index: dict[tuple[str, str], tuple[int, str, int | None, bool]] | None = None
+        index: dict[tuple[str, str], Indexed] | None = None
         sname = track.stream = stream.name
+        by_filled = tracker.by_filled
+        count_filled = by_filled.get
+        bad = 0
         for raw in stream.records(state):
             c["seen"] += 1
             if progress is not None and c["seen"] % 5000 == 0:
@@ -469,19 +497,28 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
             if cancel is not None and not c["seen"] & 255 and cancel.is_set():
                 raise RunCancelled("shutting down")
             if isinstance(raw, BadRecord):
+                bad += 1
                 c["quarantined"] += 1
-                quarantined.append((run_id, name, sname, raw.source_key, raw.reason, raw.raw, at))
+                where, item = place(raw.position or stream.position(), c["seen"], raw.raw)
+                item = "key:" + raw.source_key if raw.source_key else item
+                quarantined.append((run_id, name, sname, item, raw.source_key, where, raw.reason, raw.raw, at))
+                if raw.incomplete:
+                    incomplete.setdefault(sname, raw.reason)
                 known = stage.index.get((sname, raw.source_key)) if raw.source_key else None
                 if known is not None:
                     stage.seen.add(known[0])  # the source still has it, only unreadable: never mark it missing
                 continue
-            raw_json = dumps(raw)
-            digest = hashlib.blake2b(raw_json.encode(), digest_size=16).hexdigest()
+            if tracker.pending and type(raw) is dict:
+                tracker.see(raw)
+            raw_bytes = dumps_bytes(raw)  # hashed as written: no second encode
+            digest = hashlib.blake2b(raw_bytes, digest_size=16).hexdigest()
+            raw_json = raw_bytes.decode()
             try:
                 key = smap.source_key(raw)
             except MappingError as exc:
                 c["quarantined"] += 1
-                quarantined.append((run_id, name, sname, None, str(exc), raw_json, at))
+                where, item = place(stream.position(), c["seen"], raw_json)
+                quarantined.append((run_id, name, sname, item, None, where, f"{exc} (at {where})", raw_json, at))
                 continue
             if index is None:
                 index = stage.index
@@ -489,20 +526,31 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
             if existing is not None and existing[1] == digest and not existing[3]:
                 stage.seen.add(existing[0])
                 c["unchanged"] += 1
+                filled = existing[4]
+                by_filled[filled] = count_filled(filled, 0) + 1
             else:
                 try:
                     obs = smap.map(raw, sname)
                 except MappingError as exc:
                     c["quarantined"] += 1
-                    quarantined.append((run_id, name, sname, key, str(exc), raw_json, at))
+                    pos = stream.position()
+                    quarantined.append((run_id, name, sname, "key:" + key, key, pos or place(None, c["seen"], "")[0],
+                                        f"{exc} (at {pos})" if pos else str(exc), raw_json, at))
                     if existing is not None:
                         stage.seen.add(existing[0])  # the source still has it: never mark it missing
                     continue  # a quarantined record never moves the cursor (its value may be garbage)
-                c[stage.add(sname, key, digest, raw_json, obs.entity, obs.fields, obs.observed_at, existing)] += 1
+                filled = ",".join(obs.fields)
+                filled = interned.setdefault(filled, filled)
+                by_filled[filled] = count_filled(filled, 0) + 1
+                c[stage.add(sname, key, digest, raw_json, obs.entity, obs.fields, obs.observed_at, existing,
+                            filled)] += 1
+            if open_q and (sname, "key:" + key) in open_q:
+                fixed.append((sname, "key:" + key))
             if cursor_get is not None:
                 cv = cursor_get(raw)
                 if cv is not None and (max_cursor is None or str(cv) > str(max_cursor)):
                     max_cursor = cv
+        tracker.raws = c["seen"] - bad
         if progress is not None:
             progress(name, sname, c["seen"])
         new_cursor = state.new_cursor if state.new_cursor is not None else max_cursor
@@ -511,12 +559,14 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
     if cancel is not None and cancel.is_set():
         raise RunCancelled("shutting down")
     stage.flush()
-    repo.quarantine.quarantine(quarantined)
+    record_quarantine(repo, name, quarantined, open_q, fixed, {t.stream for t in trackers} if full else set(),
+                      incomplete, run_id, at)
     status, message = "success", ""
     missing = 0
     if full:
         stage.lock()
-        live = [v for v in stage.index.values() if not v[3]]
+        # What could not be read is not gone: a stream not read to its end marks nothing missing.
+        live = [v for k, v in stage.index.items() if not v[3] and k[0] not in incomplete]
         unseen = [v[0] for v in live if v[0] not in stage.seen]
         guard = conn_cfg.deletion_guard if conn_cfg.deletion_guard is not None else settings.sync.deletion_guard
         if unseen and not allow_shrink and (not stage.seen or len(unseen) > guard * len(live)):
@@ -536,6 +586,21 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
         repo.runs.save_cursor(name, sname, cur, run_id, at)
     counts["_total"] = {"missing_marked": missing, "quarantined": len(quarantined), "conflicts": stage.conflicts,
                         "entities_touched": len(stage.dirty), "log_rows": stage.log_rows}
+    contract = [t.stats() for t in trackers]
+    counts["_contract"] = contract  # a list: tables of per-stream counts pass over it
+    for sname, why in incomplete.items():
+        warnings.append(f"{name} {sname}: {why}" + ("; nothing of this stream was marked missing" if full else ""))
+    if full:
+        baseline = repo.runs.last_successful(name, "full", before=run_id)
+        verdict = evaluate(name, contract, (baseline[0], baseline[1].get("_contract") or []) if baseline else None,
+                           settings.sync.fill_rate_drop, accept_drops, skip=incomplete)
+        warnings += verdict.problems
+        for note in verdict.notes:
+            log.warning("run %s of %s: %s", run_id, name, note)
+    if warnings and status == "success":
+        status, message = "degraded", "; ".join(warnings)
+    elif warnings:
+        message = f"{message}; also: {'; '.join(warnings)}"
     return status, message
 
 

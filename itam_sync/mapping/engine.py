@@ -290,13 +290,15 @@ class TransformStep:
 @dataclass(frozen=True, slots=True)
 class FieldRule:
     """How one canonical field is filled: source expressions (first non-empty wins) or a constant, then
-    transforms. `compile()` turns it into the per-record closure."""
+    transforms. `compile()` turns it into the per-record closure. `optional`: the source may leave its paths
+    out of every record (the run's data contract does not flag that; itam_sync/engine/contracts.py)."""
 
     name: str
     spec: FieldSpec
     expressions: tuple[str, ...] = ()
     steps: tuple[TransformStep, ...] = ()
     constant: Any = NO_CONSTANT
+    optional: bool = False
 
     @property
     def is_constant(self) -> bool:

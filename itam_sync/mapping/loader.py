@@ -10,6 +10,7 @@ Format::
         fields:
           <canonical field>: <JMESPath>                       # short form
           <canonical field>: {from: <JMESPath> | [<JMESPath>, ...], transforms: [<transform>, ...]}
+          <canonical field>: {from: ..., optional: true}      # the source may omit it from every record
           <canonical field>: {value: <constant>, transforms: [...]}
 
 A transform is a name (`strip`) or a one-key dict with its parameter plus any options
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 _TOP_KEYS = ("streams", "description")
 _STREAM_KEYS = ("entity", "key", "observed_at", "fields", "description")
-_FIELD_KEYS = ("from", "value", "transforms", "description")
+_FIELD_KEYS = ("from", "value", "transforms", "optional", "description")
 _ENTITIES = tuple(e.value for e in EntityType)
 
 
@@ -280,6 +281,7 @@ class _Checker:
         exprs: tuple[str, ...] | None = ()
         constant: Any = NO_CONSTANT
         steps: list[TransformStep] | None = []
+        optional = False
         if isinstance(node, yaml.ScalarNode):
             exprs = self.expressions(node, ctx, "source expression")
         elif isinstance(node, yaml.MappingNode):
@@ -293,6 +295,10 @@ class _Checker:
                     constant = self.value(vn)
                 elif k == "transforms":
                     steps = self.transforms(vn, ctx)
+                elif k == "optional":
+                    if not (isinstance(vn, yaml.ScalarNode) and vn.value in ("true", "false")):
+                        self.problem(vn, ctx, "`optional` is true or false")
+                    optional = vn.value == "true"
                 elif k != "description":
                     self.unknown_keys(k, kn, ctx, _FIELD_KEYS)
             if has_from == has_value:
@@ -310,7 +316,7 @@ class _Checker:
             self.problem(node, ctx, f"transform {steps[-1].name!r} yields a list but {name!r} is a "
                                     f"{spec.kind.value} field; add `first_non_empty` or `join` after it")
             return None
-        rule = FieldRule(name, spec, exprs, tuple(steps), constant)
+        rule = FieldRule(name, spec, exprs, tuple(steps), constant, optional)
         if rule.is_constant:
             try:
                 rule.evaluate_constant()

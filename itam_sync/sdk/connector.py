@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -45,6 +45,11 @@ class StreamState:
     cursor: Any = None
     full: bool = True
     new_cursor: Any = None
+    # Set by the engine from the stream's mapping: groups of source paths (each a tuple of keys from the top
+    # level) of which a record must be able to hold at least one: the source key and the match-key fields.
+    # Sources with a header (CSV, XLSX) or a whole file to look at (JSONL) refuse a file that lacks a group,
+    # with a `BadRecord(incomplete=True)`, instead of staging records that cannot be identified.
+    required: list[tuple[str, tuple[tuple[str, ...], ...]]] = field(default_factory=list)
 
 
 class Stream(ABC):
@@ -56,6 +61,11 @@ class Stream(ABC):
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
+
+    def position(self) -> str | None:
+        """Where the record last yielded came from ("people.csv:17"), for quarantine messages. A stream that
+        knows (a file reader) overrides this; the engine otherwise names the record by its number in the run."""
+        return None
 
     @abstractmethod
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
@@ -102,8 +112,16 @@ class Connector(ABC):
 
 @dataclass(slots=True)
 class BadRecord:
-    """Yielded by a stream in place of a record it could not parse; the engine quarantines it with `reason`."""
+    """Yielded by a stream in place of a record it could not parse; the engine quarantines it with `reason`.
+
+    `incomplete=True` says the stream could not be read to its end, or a whole file was refused (truncated,
+    not in its encoding, missing a required column): a full run then marks nothing of the stream missing
+    (what could not be read is not gone) and ends `degraded` with `reason`. `position` says where the record
+    is ("hr.csv:17"), when the stream knows.
+    """
 
     reason: str
     raw: str = ""
     source_key: str | None = None
+    incomplete: bool = False
+    position: str | None = None

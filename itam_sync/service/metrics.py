@@ -3,6 +3,11 @@
 One registry per service (not the process-global default), so tests and several services in one process do
 not share counters. Counters are this worker's; `itam_sync_last_success_timestamp_seconds` starts from the
 store (a run on any worker counts), so a restarted worker does not report "never".
+
+Data contracts (itam_sync/engine/contracts.py): `itam_sync_field_fill_ratio` is, per connector, stream and
+mapped field, the share of records with a value in the latest run that read the stream, and
+`itam_sync_source_path_present` whether each mapped source path appeared in it (1) or not (0); both start
+from the store too. A run whose data broke a contract counts as `status="degraded"`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.runs = Counter("itam_sync_runs", "Sync runs that ended, by connector, mode and status "
-                            "(success, guarded, failed, interrupted)", ["connector", "mode", "status"], registry=r)
+                            "(success, degraded, guarded, failed, interrupted)", ["connector", "mode", "status"],
+                            registry=r)
         self.skipped = Counter("itam_sync_runs_skipped", "Runs not started: another worker holds the connector's "
                                "lease (lease_held) or already ran this occurrence (already_run)",
                                ["connector", "reason"], registry=r)
@@ -51,6 +57,11 @@ class Metrics:
         self.events = Counter("itam_sync_events", "Vendor events and operator requests received, by result "
                               "(queued, debounced, rejected, verification)", ["connector", "source", "result"],
                               registry=r)
+        self.fill = Gauge("itam_sync_field_fill_ratio", "Share of a stream's records with a value in the field, in "
+                          "the latest run that read the stream", ["connector", "stream", "field"], registry=r)
+        self.path_present = Gauge("itam_sync_source_path_present", "1 when the mapped source path appeared in a "
+                                  "record of the latest run that read the stream, else 0",
+                                  ["connector", "stream", "path"], registry=r)
         self.merges = Counter("itam_sync_merges", "Merges of queued entities that changed something", registry=r)
         self.merged_entities = Counter("itam_sync_merged_entities", "Entities re-merged", registry=r)
         self.merge_duration = Histogram("itam_sync_merge_duration_seconds", "Duration of merges",
@@ -79,6 +90,23 @@ class Metrics:
         self.missing.labels(connector).inc(counts.get("_total", {}).get("missing_marked", 0))
         if status == "success" and finished_ts is not None:
             self.last_success.labels(connector).set(finished_ts)
+        self.observe_contract(connector, counts)
+
+    def observe_contract(self, connector: str, counts: dict[str, Any]) -> None:
+        """Fill rates and source-path presence of a run's streams that read records (`counts["_contract"]`)."""
+        for s in counts.get("_contract") or ():
+            if not isinstance(s, dict) or not s.get("records"):
+                continue
+            n = s["records"]
+            for name, filled in s.get("fields", {}).items():
+                self.fill.labels(connector, s["stream"], name).set(filled / n)
+            for path, present in s.get("paths", {}).items():
+                self.path_present.labels(connector, s["stream"], path).set(1 if present else 0)
+
+    def seed_contracts(self, latest_counts: dict[str, dict[str, Any]]) -> None:
+        """Start the contract gauges from the store: connector -> counts of its latest run that read records."""
+        for connector, counts in latest_counts.items():
+            self.observe_contract(connector, counts)
 
     def observe_http(self, connector: str, _stream: str, kind: str, value: float) -> None:
         """The runner's `on_http` hook: pages and waits as the SDK's HttpClient reports them."""

@@ -34,15 +34,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from itam_sync import clock
-from itam_sync.engine.registry import Registry, UnknownConnectorType
+from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import RunInterrupted, SyncFailed, merge_pending, run_connector
 from itam_sync.http_guard import API_HEADERS, RequestGuard, SecurityHeaders, is_loopback_host
-from itam_sync.mapping.loader import MappingLoadError, load_mapping
 from itam_sync.service.metrics import CONTENT_TYPE, Metrics
 from itam_sync.service.scheduler import REMINDERS, SINK_PREFIX, Dispatcher, ServiceScheduler
 from itam_sync.service.scheduler import Request as RunRequest
 from itam_sync.service.webhooks import HookAuth, authenticated, build_hooks, count_events, okta_verification
-from itam_sync.settings import ConfigError, Settings, resolve_secrets
+from itam_sync.settings import ConfigError, LoadedConfig, Settings, resolve_secrets
 from itam_sync.store import Store
 from itam_sync.store.leases import Lease, LeaseBusy, connector_lease, new_holder_id
 
@@ -105,28 +104,20 @@ class Service:
         self.clean_exit = True
 
     def _preflight(self) -> None:
-        """Fail at start, not at 3 a.m.: every enabled connector's type and mapping must load."""
-        problems: list[str] = []
-        for conn in self.settings.connectors:
-            if not conn.enabled:
-                continue
-            try:
-                cls = self.registry.get(conn.type)
-                load_mapping(self.settings.mapping_path(conn, cls.mapping_name()))
-            except UnknownConnectorType as exc:
-                problems.append(f"connectors.{conn.name}.type: {exc}")
-            except MappingLoadError as exc:
-                problems.extend(exc.problems)
-            except OSError as exc:
-                problems.append(f"connectors.{conn.name}: cannot read its mapping: {exc}")
-        if problems:
-            raise ConfigError(problems)
+        """Fail at start, not at 3 a.m.: the whole config must pass what `validate` checks (every connector's
+        type, settings and mapping, the precedence sources, the sinks) before anything is scheduled."""
+        from itam_sync.engine.preflight import check
+        from itam_sync.publish.sinks.registry import sink_config_problems
+
+        path = self.settings.source_path or "config"
+        check(self.settings, self.registry, extra=sink_config_problems(path, LoadedConfig(settings=self.settings)))
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self, http: bool = True) -> None:
         """Start listening, scheduling, and catching up on runs missed while no worker was up."""
         with self.store.begin() as repo:
             self.metrics.seed_last_success(repo.runs.last_runs())
+            self.metrics.seed_contracts(repo.runs.latest_contracts())
         if http:
             self._start_http()
         self.scheduler.start()

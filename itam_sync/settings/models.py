@@ -121,6 +121,9 @@ class PrecedenceConfig(_Model):
 
 class SyncConfig(_Model):
     deletion_guard: float = Field(default=0.10, ge=0, le=1)  # largest share a full run may mark missing
+    # largest drop of a field's fill rate (share of records with a value) against the last successful full run
+    # before a full run ends `degraded`: 0.20 = 20 percentage points (itam_sync/engine/contracts.py)
+    fill_rate_drop: float = Field(default=0.20, ge=0, le=1)
     batch_size: int = Field(default=2000, ge=1, le=100_000)
 
 

@@ -27,7 +27,7 @@ sync_runs = Table(
     Column("connector", String(100), nullable=False, index=True),
     Column("connector_type", String(100), nullable=False),
     Column("mode", String(20), nullable=False),  # full | incremental | merge | manual
-    Column("status", String(20), nullable=False),  # running | success | guarded | failed | interrupted
+    Column("status", String(20), nullable=False),  # running | success | degraded | guarded | failed | interrupted
     Column("started_at", String(32), nullable=False),
     Column("finished_at", String(32)),
     Column("duration_s", Float),
@@ -59,6 +59,8 @@ source_records = Table(
     Column("fields", Text, nullable=False),  # JSON: canonical fields as mapped
     Column("match_keys", Text, nullable=False, default="[]"),  # JSON list of "kind:value"
     Column("observed_at", String(32)),
+    # The non-empty mapped field names, comma-separated: a run counts fill rates of unchanged records from it.
+    Column("filled", Text),
     Column("first_seen_run", Integer),
     Column("last_seen_run", Integer),
     Column("missing", Boolean, nullable=False, default=False),
@@ -125,16 +127,28 @@ overrides = Table(
     Column("active", Boolean, nullable=False, default=True),
 )
 
+# One row per record that could not be read or mapped: (connector, stream, item), the item being its source key
+# ("key:..."), else its place in a file ("at:hr.csv:17"), else a digest of its content ("raw:..."). A run that
+# quarantines it again updates reason, raw, run and count; one that maps it again marks it resolved.
 quarantine = Table(
     "quarantine", metadata,
     Column("id", Integer, primary_key=True),
-    Column("run_id", Integer, index=True),
+    Column("run_id", Integer, index=True),  # the latest run that quarantined it
     Column("connector", String(100), nullable=False),
     Column("stream", String(100), nullable=False),
     Column("source_key", String(512)),
     Column("reason", Text, nullable=False),
     Column("raw", Text),
-    Column("created_at", String(32)),
+    Column("created_at", String(32)),  # first quarantined
+    Column("item", String(600)),
+    Column("position", String(600)),  # file:line, or "record N" of the stream in that run
+    Column("count", Integer),  # times quarantined
+    Column("status", String(10)),  # open | resolved
+    Column("first_run_id", Integer),
+    Column("last_seen_at", String(32)),
+    Column("resolved_at", String(32)),
+    Column("resolved_run_id", Integer),
+    Index("uq_quarantine_item", "connector", "stream", "item", unique=True),
 )
 
 # Entities whose sources changed in a committed staging run but that are not merged yet. The merge step
@@ -212,3 +226,4 @@ reminder_history = Table(
 )
 Index("ix_reminder_history_item", reminder_history.c.rule, reminder_history.c.item_key)
 Index("ix_reminder_history_status", reminder_history.c.status)
+

@@ -79,7 +79,8 @@ def test_full_run_marks_unseen_missing_behind_the_deletion_guard(demo) -> None: 
 
 def test_empty_full_pull_is_guarded(demo) -> None:  # type: ignore[no-untyped-def]
     demo.cli("run", "--full", "-q")
-    (demo.data / "edr_hosts.csv").write_text("device_id,hostname,serial_number\n")
+    header = (demo.data / "edr_hosts.csv").read_text().splitlines()[0]
+    (demo.data / "edr_hosts.csv").write_text(header + "\n")
     result = demo.cli("run", "--full", "-q", "--connector", "edr")
     assert "would mark 6 of 6 records (100%) missing" in result.output
     store = demo.store()
@@ -110,11 +111,13 @@ def test_malformed_record_is_quarantined_with_reason(demo) -> None:  # type: ign
     demo.cli("run", "--full", "-q")
     store = demo.store()
     with store.begin() as repo:
-        reasons = sorted(r[5] for r in repo.quarantine.list_quarantine() if r[2] == "mdm")
+        reasons = sorted((r[5] for r in repo.quarantine.list_quarantine() if r[2] == "mdm"),
+                         key=lambda r: "not valid JSON" not in r)
     store.close()
     assert len(reasons) == 2
     assert "not valid JSON" in reasons[0] and "mdm_devices.jsonl:8" in reasons[0]
     assert "record 'mdm-bad'" in reasons[1] and "'yesterday'" in reasons[1]
+    assert "mdm_devices.jsonl:7" in reasons[1]  # where to fix it
 
 
 def test_conflict_closes_when_its_record_goes_missing_and_reopens_when_it_returns(demo) -> None:  # type: ignore[no-untyped-def]

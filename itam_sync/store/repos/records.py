@@ -3,35 +3,40 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from itam_sync.model.observation import SourceValues
-from itam_sync.store.repos.base import RepoBase, chunks
+from itam_sync.store.repos.base import RepoBase, chunks, loads
 
 
 class RecordsRepo(RepoBase):
     """Staged source records: the latest mapped fields and raw record of every source record."""
 
-    def source_index(self, connector: str) -> dict[tuple[str, str], tuple[int, str, int | None, bool]]:
-        """(stream, source_key) -> (record id, content hash, entity id, missing) for one connector."""
-        rows = self._exec("SELECT stream, source_key, id, content_hash, entity_id, missing FROM source_records "
-                          "WHERE connector=?", (connector,))
-        return {(r[0], r[1]): (r[2], r[3], r[4], bool(r[5])) for r in rows}
+    def source_index(self, connector: str) -> dict[tuple[str, str], tuple[int, str, int | None, bool, str]]:
+        """(stream, source_key) -> (record id, content hash, entity id, missing, filled) for one connector.
+
+        `filled` names the record's non-empty mapped fields, comma-separated (a run counts fill rates of
+        records it skips as unchanged from it); records share few distinct values, so they are interned."""
+        rows = self._exec("SELECT stream, source_key, id, content_hash, entity_id, missing, filled "
+                          "FROM source_records WHERE connector=?", (connector,))
+        intern = sys.intern
+        return {(r[0], r[1]): (r[2], r[3], r[4], bool(r[5]), intern(r[6] or "")) for r in rows}
 
     def insert_records(self, rows: list[tuple[Any, ...]]) -> None:
-        """rows: (id, connector, stream, source_key, entity_type, hash, raw, fields, keys, observed_at, run,
-        entity_id)."""
+        """rows: (id, connector, stream, source_key, entity_type, hash, raw, fields, keys, observed_at, filled,
+        run, entity_id)."""
         self._many("INSERT INTO source_records (id, connector, stream, source_key, entity_type, content_hash, raw, "
-                   "fields, match_keys, observed_at, first_seen_run, entity_id, last_seen_run, missing) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "fields, match_keys, observed_at, filled, first_seen_run, entity_id, last_seen_run, missing) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [(*r, r[-2], False) for r in rows])
 
     def update_records(self, rows: list[tuple[Any, ...]]) -> None:
-        """rows: (hash, raw, fields, keys, observed_at, run, entity_id, id)."""
+        """rows: (hash, raw, fields, keys, observed_at, filled, run, entity_id, id)."""
         self._many("UPDATE source_records SET content_hash=?, raw=?, fields=?, match_keys=?, observed_at=?, "
-                   "last_seen_run=?, entity_id=?, missing=?, missing_since=NULL WHERE id=?",
-                   [(*r[:7], False, r[7]) for r in rows])
+                   "filled=?, last_seen_run=?, entity_id=?, missing=?, missing_since=NULL WHERE id=?",
+                   [(*r[:8], False, r[8]) for r in rows])
 
     def mark_missing(self, record_ids: list[int], at: str) -> list[int]:
         """Mark records missing; returns the entities they fed."""
@@ -84,7 +89,9 @@ class RecordsRepo(RepoBase):
             "LIMIT ?", (after_id, limit)).fetchall()]
 
     def set_record_fields(self, rows: list[tuple[str, int]]) -> None:
-        self._many("UPDATE source_records SET fields=? WHERE id=?", rows)
+        """rows: (fields JSON, id): a re-mapped record's fields, and with them its `filled` field names."""
+        self._many("UPDATE source_records SET fields=?, filled=? WHERE id=?",
+                   [(f, ",".join(json.loads(f)), rid) for f, rid in rows])
 
     def record_entities(self, record_ids: Iterable[int]) -> dict[int, int | None]:
         """record id -> its entity now (a run that read its index before taking the writer lock re-reads it)."""
@@ -93,7 +100,6 @@ class RecordsRepo(RepoBase):
     def entity_sources(self, entity_ids: Iterable[int]) -> dict[int, list[SourceValues]]:
         """Live (not missing) source values of each entity."""
         out: dict[int, list[SourceValues]] = {}
-        loads = json.loads
         for e, conn, fields, at, rid in self._live(entity_ids):
             out.setdefault(e, []).append(SourceValues(conn, loads(fields), at, rid))
         return out

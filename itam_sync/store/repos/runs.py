@@ -48,6 +48,33 @@ class RunsRepo(RepoBase):
             out.append(d)
         return out
 
+    def last_successful(self, connector: str, mode: str,
+                        before: int | None = None) -> tuple[int, dict[str, Any]] | None:
+        """(id, counts) of the connector's newest `success` run in `mode` (older than run `before`), if any: the
+        baseline a run's data contracts compare against."""
+        sql = "SELECT id, counts FROM sync_runs WHERE connector=? AND mode=? AND status='success'"
+        params: tuple[Any, ...] = (connector, mode)
+        if before is not None:
+            sql += " AND id<?"
+            params += (before,)
+        r = self._exec(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
+        return (int(r[0]), json.loads(r[1] or "{}")) if r else None
+
+    def latest_contracts(self) -> dict[str, dict[str, Any]]:
+        """connector -> counts of its latest finished sync run that recorded data contracts (metrics start)."""
+        rows = self._exec("SELECT connector, max(id) FROM sync_runs WHERE status IN ('success', 'degraded', "
+                          "'guarded') AND mode IN ('full', 'incremental') GROUP BY connector").fetchall()
+        out: dict[str, dict[str, Any]] = {}
+        for conn, counts in self._in("SELECT connector, counts FROM sync_runs WHERE id IN ({in})",
+                                     [r[1] for r in rows]):
+            out[conn] = json.loads(counts or "{}")
+        return out
+
+    def run_counts(self, run_id: int) -> tuple[str, str, str, dict[str, Any]] | None:
+        """(connector, mode, status, counts) of one run."""
+        r = self._exec("SELECT connector, mode, status, counts FROM sync_runs WHERE id=?", (run_id,)).fetchone()
+        return (r[0], r[1], r[2], json.loads(r[3] or "{}")) if r else None
+
     def get_cursors(self, connector: str) -> dict[str, Any]:
         rows = self._exec("SELECT stream, cursor FROM connector_state WHERE connector=?", (connector,)).fetchall()
         return {s: json.loads(c) for s, c in rows if c is not None}

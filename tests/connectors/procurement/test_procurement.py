@@ -159,7 +159,7 @@ def test_unreadable_files_are_bad_records_and_the_others_are_imported(folder: Pa
     got = pull(folder)
     reasons = [r.reason for r in got if isinstance(r, BadRecord)]
     assert any(r.startswith("broken.xlsx: cannot read the file (BadZipFile") for r in reasons)
-    assert any(r.startswith("latin1.csv: cannot read the file (UnicodeDecodeError") for r in reasons)
+    assert any(r.startswith("latin1.csv:2: cannot read the file (UnicodeDecodeError") for r in reasons)  # the line
     assert len([r for r in got if not isinstance(r, BadRecord)]) == 8
     assert pull(folder, encoding="latin-1", pattern="latin1.csv")[0]["vendor"] == "Åhléns"
 
