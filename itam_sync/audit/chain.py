@@ -22,12 +22,12 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from itam_sync import clock
 from itam_sync.engine.operations import OperationError
+from itam_sync.settings.times import BadTime, parse_when_iso
 from itam_sync.store import Store
 from itam_sync.store.chain import CONTENT_COLUMNS, GENESIS, row_hash
 
@@ -39,22 +39,16 @@ BATCH = 5000
 
 
 def parse_time(text: str, end_of_day: bool = False) -> str:
-    """An ISO date or date-time to the log's form, UTC "YYYY-MM-DDTHH:MM:SSZ".
+    """An operator's time to the log's form, UTC "YYYY-MM-DDTHH:MM:SSZ", by the one parser
+    (itam_sync.settings.times: ISO dates and times, today/yesterday, 2d ...).
 
     A bare date is the start of that day, or its last second with end_of_day (so `--as-of 2026-06-30` and
     `--until 2026-06-30` include the whole day). Times without an offset are UTC; fractions are dropped.
     """
-    t = text.strip()
     try:
-        if len(t) == 10:
-            d = datetime.strptime(t, "%Y-%m-%d")
-            return d.strftime("%Y-%m-%dT23:59:59Z" if end_of_day else "%Y-%m-%dT00:00:00Z")
-        dt = datetime.fromisoformat(t.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise OperationError(f"{text!r} is not a date or time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return parse_when_iso(text, end_of_day=end_of_day)
+    except BadTime as exc:
+        raise OperationError(str(exc)) from None
 
 
 @dataclass

@@ -8,18 +8,17 @@ import sys
 from dataclasses import asdict
 
 import click
-from rich.console import Console
 
 from itam_sync.audit.chain import (
     VerifyResult,
     export_evidence,
     parse_anchor,
-    parse_time,
     verify_file,
     verify_store,
 )
-from itam_sync.cli.common import config_option, handle_errors, load_config, open_store
+from itam_sync.cli.common import config_option, err_console, handle_errors, load_config, open_store, plural
 from itam_sync.engine.operations import OperationError
+from itam_sync.settings.times import parse_when_iso
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +35,11 @@ def _report(res: VerifyResult, what: str, as_json: bool) -> None:
         legacy = f" (+{res.legacy} unchained rows from before the chain)" if res.legacy else ""
         span = f"rows {res.first_id}..{res.head_id}" if res.head_id is not None else "no rows"
         anchor = f"; passes through anchor {res.anchor.split(':')[0]}" if res.anchor else ""
-        click.echo(f"ok: {what}: chain intact, {res.checked} rows verified{legacy} ({span}){anchor}")
+        click.echo(f"ok: {what}: chain intact, {plural(res.checked, 'row')} verified{legacy} ({span}){anchor}")
         if res.head_id is not None:
             click.echo(f"chain head: {res.head_id}:{res.head_hash}")
     if not res.ok and res.problem is not None:
-        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        err = err_console()
         where = f"row {res.problem.row_id}" if res.problem.row_id is not None else what
         err.print(f"[red]error:[/red] {what}: chain broken at {where} ({res.problem.kind}): {res.problem.message}")
         sys.exit(1)
@@ -62,7 +61,7 @@ def verify(config_path: str, file_path: str | None, anchor: str | None, as_json:
         _report(verify_file(file_path), file_path, as_json)
         return
     settings = load_config(config_path)
-    store = open_store(settings)
+    store = open_store(settings, read_only=True)
     try:
         res = verify_store(store, parse_anchor(anchor) if anchor else None)
     finally:
@@ -73,25 +72,25 @@ def verify(config_path: str, file_path: str | None, anchor: str | None, as_json:
 @audit.command("export")
 @config_option
 @click.option("--since", default=None, metavar="TIME",
-              help="From this time (YYYY-MM-DD[THH:MM:SSZ]; default: the start).")
+              help="From this time: YYYY-MM-DD, an ISO time, yesterday, 30d ... (default: the start).")
 @click.option("--until", default=None, metavar="TIME",
-              help="Up to this time; a bare date includes that whole day (default: now).")
+              help="Up to this time; a bare date (or today, yesterday) includes that whole day (default: now).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), required=True, help="The JSON-lines file to write.")
 @handle_errors
 def export(config_path: str, since: str | None, until: str | None, output: str) -> None:
     """Write the merge-log rows between two times as JSON lines: a header (with the hash the first row chains
     from), the rows, and a final line with the chain head. `audit verify --file` checks it on its own."""
     settings = load_config(config_path)
-    lo = parse_time(since) if since else None
-    hi = parse_time(until, end_of_day=True) if until else None
-    store = open_store(settings)
+    lo = parse_when_iso(since, what="--since") if since else None
+    hi = parse_when_iso(until, end_of_day=True, what="--until") if until else None
+    store = open_store(settings, read_only=True)
     try:
         with open(output, "w", encoding="utf-8") as fh:
             res = export_evidence(store, lo, hi, fh, output)
     finally:
         store.close()
     if res.rows:
-        click.echo(f"wrote {res.rows} rows ({res.first_id}..{res.last_id}) to {output}")
+        click.echo(f"wrote {plural(res.rows, 'row')} ({res.first_id}..{res.last_id}) to {output}")
         click.echo(f"chain head: {res.last_id}:{res.head_hash}  (keep it: `audit verify --anchor` checks it later)")
     else:
         click.echo(f"wrote 0 rows to {output}: no merge-log rows in that range")

@@ -37,7 +37,7 @@ def link(config_path: str, record: str, entity: str, reason: str) -> None:
     from itam_sync.engine.operations import link as do_link
 
     settings = load_config(config_path)
-    rid, eid = do_link(open_store(settings), settings, record, entity, reason)
+    rid, eid = do_link(open_store(settings, read_only=True), settings, record, entity, reason)
     click.echo(f"record {rid} linked to entity {eid}")
 
 @click.command()
@@ -50,7 +50,7 @@ def unlink(config_path: str, record: str, reason: str) -> None:
     from itam_sync.engine.operations import unlink as do_unlink
 
     settings = load_config(config_path)
-    rid, eid = do_unlink(open_store(settings), settings, record, reason)
+    rid, eid = do_unlink(open_store(settings, read_only=True), settings, record, reason)
     click.echo(f"record {rid} split off into entity {eid}")
 
 @click.command()

@@ -10,15 +10,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from itam_sync import clock
-from itam_sync.cli.common import config_option, handle_errors, load_config
+from itam_sync.cli.common import (
+    chosen_format,
+    config_option,
+    emit_rows,
+    format_options,
+    handle_errors,
+    load_config,
+    open_store,
+    out_console,
+)
 from itam_sync.engine.operations import OperationError
 from itam_sync.service.scheduler import connector_schedules
 from itam_sync.settings.redaction import install_log_redaction
-from itam_sync.store import Store
 from itam_sync.store.leases import MERGE_LEASE, all_leases, connector_lease
 
 log = logging.getLogger(__name__)
@@ -82,7 +89,7 @@ def serve(config_path: str, port: int | None, host: str | None) -> None:
     if not flags.get("quiet") and not flags.get("verbose"):
         logging.getLogger("itam_sync").setLevel(logging.INFO)  # a service says what it does
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    settings = load_config(config_path)
+    settings = load_config(config_path, secrets=True)
     try:
         svc = Service(settings, host=host, port=port)
     except ServiceError as exc:
@@ -125,19 +132,25 @@ def _span(s: int) -> str:
 
 @click.command("status")
 @config_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@format_options
 @handle_errors
-def status(config_path: str, as_json: bool) -> None:
+def status(config_path: str, fmt: str, as_json: bool) -> None:
     """Each connector: its last run and result, its next scheduled runs and who holds its lease now."""
     settings = load_config(config_path)
     now = clock.now()
-    store = Store.open(settings.store.url)
+    last: dict[str, Any] = {}
+    leases: dict[str, Any] = {}
     try:
-        with store.begin() as repo:
-            last = repo.runs.last_runs()
-        leases = {lease.name: lease for lease in all_leases(store)}
-    finally:
-        store.close()
+        store = open_store(settings, read_only=True)
+    except OperationError:
+        store = None  # nothing synced yet: every connector "never ran", and no database is created
+    if store is not None:
+        try:
+            with store.begin() as repo:
+                last = repo.runs.last_runs()
+            leases = {lease.name: lease for lease in all_leases(store)}
+        finally:
+            store.close()
     rows: list[dict[str, Any]] = []
     for conn in settings.connectors:
         inc, full = connector_schedules(settings, conn)
@@ -158,8 +171,14 @@ def status(config_path: str, as_json: bool) -> None:
     merge_lease = leases.get(MERGE_LEASE)
     merge: dict[str, Any] = {"last_run": last.get("(merge)"), "lease": None if merge_lease is None else {
         "holder": merge_lease.holder, "expires_at": merge_lease.expires_at, "expired": merge_lease.expired(now)}}
-    if as_json:
+    fmt = chosen_format(fmt, as_json)
+    if fmt == "json":
         click.echo(json.dumps({"connectors": rows, "merge": merge}, indent=2, default=str))
+        return
+    if fmt == "csv":  # one row per connector; the last run, lease and merge flattened
+        emit_rows([{**{k: v for k, v in r.items() if k not in ("last_run", "lease")},
+                    **{f"last_run_{k}": v for k, v in (r["last_run"] or {}).items()},
+                    "lease_holder": (r["lease"] or {}).get("holder")} for r in rows], fmt)
         return
     table = Table(title=f"itam-sync status ({now.strftime('%Y-%m-%d %H:%M:%SZ')})")
     for col in ("connector", "last run", "result", "when", "next run", "lease holder"):
@@ -182,7 +201,7 @@ def status(config_path: str, as_json: bool) -> None:
         holder = "" if lease is None else lease["holder"] + (" (expired)" if lease["expired"] else "")
         table.add_row(r["connector"], f"{lr['id']} {lr['mode'][:4]}" if lr else "", result,
                       _age(lr.get("finished_at") or lr.get("started_at"), now) if lr else "", "\n".join(nxt), holder)
-    out = Console(highlight=False, soft_wrap=True)
+    out = out_console()
     out.print(table)
     ml: dict[str, Any] = last.get("(merge)") or {}
     ml_lease = merge["lease"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
@@ -14,25 +13,39 @@ from rich.console import Console
 from rich.table import Table
 
 from itam_sync import clock
-from itam_sync.cli.common import config_option, echo_plugins, handle_errors, load_config, open_store
+from itam_sync.cli.common import (
+    chosen_format,
+    config_option,
+    echo_plugins,
+    emit_rows,
+    err_console,
+    format_options,
+    handle_errors,
+    load_config,
+    open_store,
+    out_console,
+    plural,
+)
 from itam_sync.engine.operations import OperationError
+from itam_sync.publish.events import TYPES as EVENT_TYPE_NAMES
 from itam_sync.publish.events import follow_events, iter_events, resume_file
 from itam_sync.publish.sinks.push import PushFailed, PushResult, push_sink
 from itam_sync.publish.sinks.registry import SinkRegistry
 from itam_sync.settings import ConfigError
+from itam_sync.settings.times import parse_when
 
 log = logging.getLogger(__name__)
 BODY_CHARS = 240
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return err_console()
 
 
 def _print_plan(r: PushResult, full_bodies: bool, out: Console) -> None:
-    out.print(f"[bold]{r.sink}[/bold] ({r.sink_type}), dry run: {r.considered} {r.unit} changed since merge-log id "
-              f"{r.from_id} (up to {r.to_id}); {len(r.planned)} call(s) planned, "
-              f"{len(r.outcome.skipped)} skipped; nothing sent, nothing recorded")
+    out.print(f"[bold]{r.sink}[/bold] ({r.sink_type}), dry run: {r.considered:,} {r.unit} changed since merge-log id "
+              f"{r.from_id} (up to {r.to_id}); {plural(len(r.planned), 'call')} planned, "
+              f"{len(r.outcome.skipped):,} skipped; nothing sent, nothing recorded")
     for c in r.planned:
         out.print(f"  {c.method} {c.url}  {c.summary}", markup=False)
         if c.body is not None:
@@ -49,11 +62,13 @@ def _print_plan(r: PushResult, full_bodies: bool, out: Console) -> None:
 @click.option("--sink", "sinks", multiple=True, help="Push only this sink (repeatable; default: every enabled one).")
 @click.option("--dry-run", is_flag=True, help="Print the calls a push would make; send nothing, change nothing.")
 @click.option("--full-bodies", is_flag=True, help="With --dry-run: print request bodies in full.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable results.")
+@format_options
 @handle_errors
-def push(config_path: str, sinks: tuple[str, ...], dry_run: bool, full_bodies: bool, as_json: bool) -> None:
+def push(config_path: str, sinks: tuple[str, ...], dry_run: bool, full_bodies: bool, fmt: str,
+         as_json: bool) -> None:
     """Push what changed since each sink's last successful push (golden records or change events)."""
-    settings = load_config(config_path)
+    settings = load_config(config_path, secrets=True)
+    fmt = chosen_format(fmt, as_json)
     names = list(sinks) or [s.name for s in settings.sinks if s.enabled]
     if not names:
         raise OperationError("no sinks configured (add a `sinks:` section; see the README)")
@@ -71,9 +86,12 @@ def push(config_path: str, sinks: tuple[str, ...], dry_run: bool, full_bodies: b
             for line in getattr(exc, "problems", None) or [str(exc)]:
                 _err().print(f"[red]error:[/red] {line}")
     store.close()
-    out = Console(highlight=False, soft_wrap=True)
-    if as_json:
+    out = out_console()
+    if fmt == "json":
         click.echo(json.dumps([_as_json(r) for r in results], indent=2, default=str))
+    elif fmt == "csv":
+        emit_rows([{k: v for k, v in _as_json(r).items() if k not in ("planned", "skipped_detail", "failed_detail")}
+                   for r in results], fmt)
     elif dry_run:
         for r in results:
             _print_plan(r, full_bodies, out)
@@ -115,7 +133,8 @@ def _as_json(r: PushResult) -> dict[str, Any]:
 @click.option("--follow", "-f", is_flag=True, help="Keep running and print new events as they are committed.")
 @click.option("--output", "-o", default="-", show_default=True, help="JSON-lines file to append to, or - for stdout.")
 @click.option("--interval", type=float, default=2.0, show_default=True, help="With --follow: seconds between polls.")
-@click.option("--type", "types", multiple=True, help="Only events of this type (repeatable).")
+@click.option("--type", "types", multiple=True, type=click.Choice(EVENT_TYPE_NAMES),
+              help="Only events of this type (repeatable).")
 @handle_errors
 def events(config_path: str, since_id: int | None, follow: bool, output: str, interval: float,
            types: tuple[str, ...]) -> None:
@@ -153,42 +172,37 @@ def events(config_path: str, since_id: int | None, follow: bool, output: str, in
             fh.close()
         store.close()
     if output != "-":
-        _err().print(f"{written} event(s) appended to {output} (after id {after})")
+        _err().print(f"{plural(written, 'event')} appended to {output} (after id {after})")
 
 
 @click.command("remind")
 @config_option
 @click.option("--dry-run", is_flag=True, help="Print the digest that is due; send nothing, record nothing.")
-@click.option("--as-of", "as_of", default=None, metavar="DATE",
-              help="Evaluate the rules as of this date (YYYY-MM-DD or ISO time) instead of now, e.g. to preview.")
+@click.option("--as-of", "as_of", default=None, metavar="TIME",
+              help="Evaluate the rules as of this time instead of now, e.g. to preview: YYYY-MM-DD, an ISO time, "
+                   "+7d, tomorrow ...")
 @handle_errors
 def remind(config_path: str, dry_run: bool, as_of: str | None) -> None:
     """Evaluate the reminder rules and send the digest of what is due (once per item per period)."""
     from itam_sync.publish.reminders import run_reminders
 
-    settings = load_config(config_path)
-    now = None
-    if as_of:
-        try:
-            now = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
-        except ValueError:
-            raise OperationError(f"--as-of {as_of!r}: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ") from None
-        now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    store = open_store(settings)
+    settings = load_config(config_path, secrets=not dry_run)
+    now = parse_when(as_of, what="--as-of") if as_of else None
+    store = open_store(settings, read_only=dry_run)
     try:
         result = run_reminders(settings, store, dry_run=dry_run, now=now)
     finally:
         store.close()
-    out = Console(highlight=False, soft_wrap=True)
+    out = out_console()
     if dry_run:
-        out.print(f"dry run: {result.items} item(s) match the rules; {result.queued} would be queued, "
-                  f"{result.resolved} closed; nothing sent or recorded")
+        out.print(f"dry run: {plural(result.items, 'item')} match the rules; {result.queued:,} would be queued, "
+                  f"{result.resolved:,} closed; nothing sent or recorded")
         for ch, text in result.digests.items():
             out.print(f"\n--- digest via {ch} ---", markup=False)
             out.print(text, markup=False)
         return
     sent = ", ".join(f"{ch}: {n}" for ch, n in result.delivered.items()) or "nothing due"
-    out.print(f"run {result.run_id}: {result.items} item(s) match the rules; {result.queued} newly due, "
+    out.print(f"run {result.run_id}: {plural(result.items, 'item')} match the rules; {result.queued:,} newly due, "
               f"{result.resolved} closed; delivered {sent}")
 
 

@@ -16,7 +16,16 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from itam_sync.cli.common import config_option, echo_plugins, handle_errors, load_config, open_store
+from itam_sync.cli.common import (
+    config_option,
+    echo_plugins,
+    err_console,
+    handle_errors,
+    load_config,
+    open_store,
+    out_console,
+    plural,
+)
 from itam_sync.engine.operations import OperationError
 from itam_sync.engine.registry import ConnectorUnavailable, Registry, UnknownConnectorType
 from itam_sync.engine.runner import RunResult, SyncFailed, merge_pending, run_connector
@@ -196,7 +205,8 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
 
     flags = click.get_current_context().find_root().obj or {}
     quiet = quiet or bool(flags.get("quiet"))
-    settings = load_config(config_path)
+    settings = load_config(config_path, secrets=True)
+    _print_run_errors_once(flags)
     names = list(connectors) or [c.name for c in settings.connectors if c.enabled]
     for n in names:
         settings.connector(n)
@@ -271,8 +281,8 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                       str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.1f}")
     if not quiet and results:
         Console(highlight=False).print(table)
-        Console(highlight=False).print(f"merged {merged.entities} entities: {merged.changed_entities} changed, "
-                                       f"{merged.log_rows} merge-log rows")
+        out_console().print(f"merged {plural(merged.entities, 'entity', 'entities')}: "
+                            f"{merged.changed_entities:,} changed, {plural(merged.log_rows, 'merge-log row')}")
     for r in results:
         if r.status == "guarded":
             console.print(f"[yellow]guarded:[/yellow] {r.connector}: {r.message}")
@@ -285,29 +295,49 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
 @click.option("--connector", "connectors", multiple=True, help="Check only this connector (repeatable).")
 @handle_errors
 def check(config_path: str, connectors: tuple[str, ...]) -> None:
-    """Connect to each source and read one record per stream (no writes); exit 1 if any fails."""
+    """Connect to each source and read one record per stream (no writes); exit 1 if any fails.
+
+    A host that does not resolve, refuses the connection or does not answer fails at once, naming the cause
+    and the fix (a sync would retry it); a terminal shows which connector is being checked.
+    """
+    import time
+
     from itam_sync.engine.runner import build_connector
+    from itam_sync.sdk.connectivity import fail_fast
     from itam_sync.sdk.connector import ConnectorError
 
-    settings = load_config(config_path)
+    settings = load_config(config_path, secrets=True)
     registry = Registry()
     names = list(connectors) or [c.name for c in settings.connectors if c.enabled]
-    out = Console(highlight=False)
-    failed = 0
     for n in names:
-        conn = None
-        try:
-            conn = build_connector(settings, settings.connector(n), registry)
-            seen = conn.check()
-            detail = ", ".join(f"{s}: {'ok' if k else 'empty'}" for s, k in seen.items())
-            out.print(f"[green]ok[/green]    {n}: {detail}")
-        except (ConnectorError, ConfigError) as exc:
-            failed += 1
-            out.print(f"[red]fail[/red]  {n}: {str(exc).splitlines()[0]}")
-        finally:
-            if conn is not None:
-                conn.close()
+        settings.connector(n)
+    out = out_console()
+    err = err_console()
+    flags = click.get_current_context().find_root().obj or {}
+    show = err.is_terminal and not flags.get("quiet") and flags.get("log_format") != "json"
+    failed = 0
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  disable=not show, transient=True) as progress:
+        for i, n in enumerate(names, 1):
+            task = progress.add_task(f"checking {n} ({i} of {len(names)}): connecting and reading one record "
+                                     "per stream")
+            conn = None
+            t0 = time.monotonic()
+            try:
+                conn = build_connector(settings, settings.connector(n), registry)
+                with fail_fast():
+                    seen = conn.check()
+                detail = ", ".join(f"{s}: {'ok' if k else 'empty'}" for s, k in seen.items())
+                out.print(f"[green]ok[/green]    {escape(n)}: {escape(detail)} ({time.monotonic() - t0:.1f} s)")
+            except (ConnectorError, ConfigError) as exc:
+                failed += 1
+                out.print(f"[red]fail[/red]  {escape(n)}: {escape(str(exc).splitlines()[0])}")
+            finally:
+                progress.remove_task(task)
+                if conn is not None:
+                    conn.close()
     if failed:
+        err.print(f"{plural(failed, 'connector')} of {len(names)} failed the check")
         sys.exit(1)
 
 @click.command()
@@ -319,12 +349,12 @@ def merge(config_path: str, dry_run: bool) -> None:
     from itam_sync.engine.operations import remerge
 
     settings = load_config(config_path)
-    result = remerge(open_store(settings), settings, dry_run=dry_run)
+    result = remerge(open_store(settings, read_only=True), settings, dry_run=dry_run)
     stats = result.stats
-    out = Console(highlight=False)
+    out = out_console()
     verb = "would change" if dry_run else "changed"
-    out.print(f"{stats.entities} entities merged; {stats.changed_entities} {verb}; "
-              f"{result.remapped_records} source records re-mapped")
+    out.print(f"{plural(stats.entities, 'entity', 'entities')} merged; {stats.changed_entities:,} {verb}; "
+              f"{plural(result.remapped_records, 'source record')} re-mapped")
     table = Table(title=f"fields that {verb}")
     for col in ("field", "entities", "examples (entity: old -> new, source, rule)"):
         table.add_column(col)
@@ -336,6 +366,23 @@ def merge(config_path: str, dry_run: bool) -> None:
         out.print(table)
     for e in result.remap_errors:
         out.print(f"[yellow]warning:[/yellow] {e}")
+
+class _RunErrorFilter(logging.Filter):
+    """Drops the runner's "run N of X failed" log line: `run` prints the same error as one clear line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and str(record.msg).startswith("run %s of %s"))
+
+
+def _print_run_errors_once(flags: dict[str, Any]) -> None:
+    """For this command, a failed connector run is printed once, as `error: sync of X failed ...` (JSON logs
+    keep the runner's line: machines read those)."""
+    if flags.get("log_format") == "json":
+        return
+    runner_log, drop = logging.getLogger("itam_sync.engine.runner"), _RunErrorFilter()
+    runner_log.addFilter(drop)
+    click.get_current_context().call_on_close(lambda: runner_log.removeFilter(drop))
+
 
 @click.command("connectors")
 @handle_errors

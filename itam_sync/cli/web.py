@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from itam_sync.cli.common import config_option, handle_errors
+from itam_sync.cli.common import config_option, handle_errors, require_store
 from itam_sync.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ def web(config_path: str, host: str, port: int) -> None:
     for w in loaded.warnings:
         click.echo(f"warning: {w}", err=True)
     settings = loaded.settings
+    require_store(settings)  # the web UI reads a store; it never creates an empty one
     tokens = configured_tokens(settings)
     if not tokens and not is_loopback(host):
         click.echo(f"error: refusing to listen on {host} without API tokens: set web.api_tokens in the config or "

@@ -28,6 +28,7 @@ from tenacity import (
 )
 
 from itam_sync import __version__
+from itam_sync.sdk.connectivity import connection_cause, failing_fast
 from itam_sync.sdk.errors import (
     Action,
     HttpError,
@@ -155,7 +156,10 @@ class HttpClient:
             try:
                 return retrying(attempt)
             except (RateLimitedError, TransientError) as exc:
-                if exc.status is None:
+                cause = connection_cause(exc.__cause__, exc.url or url) if exc.__cause__ is not None else None
+                if cause is not None:
+                    last = f"{cause[0]}; fix: {cause[1]}"
+                elif exc.status is None:
                     last = type(exc.__cause__).__name__
                 elif exc.status >= 300:
                     last = f"HTTP {exc.status}"
@@ -188,6 +192,11 @@ class HttpClient:
             elapsed = (time.perf_counter() - started) * 1000
             log.debug("%s %s failed after %.0f ms: %s", method, redact_url(url), elapsed, type(exc).__name__)
             decision = classify(exc)
+            cause = connection_cause(exc, url)
+            if decision.action is Action.RETRY and cause is not None and failing_fast():
+                # `check`: a host that does not resolve or refuses will not answer the 5th attempt either.
+                raise HttpError(f"{method} {redact_url(url)}: {cause[0]} (fix: {cause[1]})", url=url,
+                                kind="config") from exc
             if decision.action is Action.RETRY:
                 raise TransientError(f"{decision.message} ({redact_url(url)})", status=None, url=url) from exc
             kind = "config" if decision.action is Action.FAIL_CONFIG else "system"

@@ -197,7 +197,7 @@ def test_verify_and_export_errors_are_one_clear_line(demo, tmp_path: Path) -> No
     (tmp_path / "x.jsonl").write_text("hello\n")
     res = CliRunner().invoke(main, ["audit", "verify", "--file", str(tmp_path / "x.jsonl")])
     assert res.exit_code == 2 and "not a merge-log export" in res.output
-    res = _audit(demo, "export", "--since", "yesterday", "--output", str(tmp_path / "e.jsonl"))
+    res = _audit(demo, "export", "--since", "12/05/2026", "--output", str(tmp_path / "e.jsonl"))
     assert res.exit_code == 2 and "not a date or time" in res.output
     res = _verify(demo, "--anchor", "12")
     assert res.exit_code == 2 and "--anchor" in res.output
