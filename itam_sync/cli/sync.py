@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import sys
 from pathlib import Path
@@ -11,15 +12,17 @@ from typing import Any
 
 import click
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from itam_sync.cli.common import (
+    chosen_format,
     config_option,
     echo_plugins,
+    emit_rows,
     err_console,
+    format_options,
     handle_errors,
     load_config,
     open_store,
@@ -71,7 +74,7 @@ def validate(config_path: str) -> None:
     from itam_sync.publish.sinks.registry import sink_config_problems
 
     problems += sink_config_problems(config_path, loaded)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = err_console()
     for w in loaded.warnings + loaded.secret_warnings:
         if not any(w.split(": ", 2)[-1] in p for p in problems):  # an error now, not also a warning
             err.print(f"[yellow]warning:[/yellow] {escape(w)}")
@@ -79,8 +82,8 @@ def validate(config_path: str) -> None:
         for p in problems:
             err.print(f"[red]error:[/red] {escape(p)}")  # escape: "[a-z]" in a message is not rich markup
         sys.exit(2)
-    Console(highlight=False).print(f"[green]ok[/green] {config_path}: {len(settings.connectors)} connectors, "
-                                   f"store {settings.store.url}")
+    out_console().print(f"[green]ok[/green] {escape(config_path)}: {plural(len(settings.connectors), 'connector')}, "
+                        f"store {escape(settings.store.url)}")
 
 def _connector_settings_problems(config_path: str, loaded: Any, i: int, cls: Any) -> list[str]:
     """Problems of one connector's `settings`, validated as they will be at run time: references whose
@@ -212,7 +215,7 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
         settings.connector(n)
     store = open_store(settings)
     registry = Registry()
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = err_console()
     results: list[RunResult] = []
     failed: list[str] = []
     # JSON logs share stderr with the progress display: machines get the log lines only.
@@ -280,7 +283,7 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                                                                           "quarantined")),
                       str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.1f}")
     if not quiet and results:
-        Console(highlight=False).print(table)
+        out_console().print(table)
         out_console().print(f"merged {plural(merged.entities, 'entity', 'entities')}: "
                             f"{merged.changed_entities:,} changed, {plural(merged.log_rows, 'merge-log row')}")
     for r in results:
@@ -343,14 +346,25 @@ def check(config_path: str, connectors: tuple[str, ...]) -> None:
 @click.command()
 @config_option
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@format_options
 @handle_errors
-def merge(config_path: str, dry_run: bool) -> None:
+def merge(config_path: str, dry_run: bool, fmt: str, as_json: bool) -> None:
     """Re-map stored records and re-merge every entity under the current rules (no API calls)."""
     from itam_sync.engine.operations import remerge
 
     settings = load_config(config_path)
     result = remerge(open_store(settings, read_only=True), settings, dry_run=dry_run)
     stats = result.stats
+    fmt = chosen_format(fmt, as_json)
+    if fmt != "table":
+        fields = [{"field": f, "entities": n, "examples": stats.examples.get(f, [])}
+                  for f, n in stats.changed_fields.most_common()]
+        if fmt == "csv":
+            emit_rows(fields, fmt, ["field", "entities", "examples"])
+        else:
+            click.echo(json.dumps({"dry_run": dry_run, **stats.as_dict(), "remapped_records": result.remapped_records,
+                                   "fields": fields, "remap_errors": result.remap_errors}, indent=2, default=str))
+        return
     out = out_console()
     verb = "would change" if dry_run else "changed"
     out.print(f"{plural(stats.entities, 'entity', 'entities')} merged; {stats.changed_entities:,} {verb}; "
@@ -366,6 +380,23 @@ def merge(config_path: str, dry_run: bool) -> None:
         out.print(table)
     for e in result.remap_errors:
         out.print(f"[yellow]warning:[/yellow] {e}")
+
+class _RunErrorFilter(logging.Filter):
+    """Drops the runner's "run N of X failed" log line: `run` prints the same error as one clear line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and str(record.msg).startswith("run %s of %s"))
+
+
+def _print_run_errors_once(flags: dict[str, Any]) -> None:
+    """For this command, a failed connector run is printed once, as `error: sync of X failed ...` (JSON logs
+    keep the runner's line: machines read those)."""
+    if flags.get("log_format") == "json":
+        return
+    runner_log, drop = logging.getLogger("itam_sync.engine.runner"), _RunErrorFilter()
+    runner_log.addFilter(drop)
+    click.get_current_context().call_on_close(lambda: runner_log.removeFilter(drop))
+
 
 class _RunErrorFilter(logging.Filter):
     """Drops the runner's "run N of X failed" log line: `run` prints the same error as one clear line."""

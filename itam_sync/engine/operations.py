@@ -93,7 +93,7 @@ def link(store: Store, settings: Settings, record_ref: str, entity_ref: str, rea
         eid = find_entity(repo, entity_ref, etype)
         gold = repo.entities.goldens([eid]).get(eid)
         if gold is None or gold[0] != etype:
-            raise OperationError(f"entity {eid} is not a {etype}")
+            raise OperationError(f"entity {eid} is not {'an' if etype[:1] in 'aeiou' else 'a'} {etype}")
         if gold[2] == "merged":
             raise OperationError(f"entity {eid} was merged away; link to its successor instead")
         at = _now()

@@ -8,6 +8,7 @@ directory is still found there, so configs written for the old rule keep their d
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,7 @@ def resolve_config_path(path: str | Path, base: Path) -> Path:
     p = Path(path).expanduser()
     if p.is_absolute():
         return p
-    mine = base / p
+    mine = Path(os.path.normpath(base / p))  # config/../demo.db -> demo.db beside config/
     if _exists(mine) or not _exists(p):
         return mine
     return p.resolve()
