@@ -30,6 +30,7 @@ from itam_sync.cli.output import (  # noqa: F401 - re-exported: command modules 
 from itam_sync.engine.operations import OperationError
 from itam_sync.engine.registry import UnknownConnectorType
 from itam_sync.engine.runner import SyncFailed
+from itam_sync.insight.lifecycle import is_lifecycle_event, lifecycle_event
 from itam_sync.mapping.loader import MappingLoadError
 from itam_sync.model.canonical import EntityType
 from itam_sync.settings import ConfigError, Settings, load_settings
@@ -121,8 +122,10 @@ def print_log(rows: list[dict[str, Any]], out: Console, title: str = "merge log"
     for col in ("id", "run", "at", "entity", "action", "field", "old", "new", "source", "rule"):
         table.add_column(col, overflow="fold")
     for r in rows:
+        # A change of an asset's lifecycle_state is a lifecycle event (in_stock -> deployed ...), by its source.
+        action = "lifecycle" if is_lifecycle_event(r) else r["action"]
         table.add_row(str(r["id"]), str(r["run_id"] or ""), r["at"], f"{r['entity_type']}:{r['entity_id']}",
-                      r["action"], r["field"] or "", _short(r["old"]), _short(r["new"]), r["source"] or "",
+                      action, r["field"] or "", _short(r["old"]), _short(r["new"]), r["source"] or "",
                       r["rule"] or "")
     out.print(table)
 
@@ -146,6 +149,9 @@ def log_line(r: dict[str, Any]) -> str:
         verb = "override of" if r["action"] == "override" else "override removed from"
         return (f"{head} {verb} {r['field']}: {_short(r['old']) or '(none)'} -> {_short(r['new']) or '(none)'} "
                 f"[{r['actor'] or 'unknown'}] {r['rule'] or ''}")
+    if is_lifecycle_event(r):
+        return (f"{head} lifecycle event: {lifecycle_event(r['old'], r['new'])} [{r['source'] or 'unknown'}, "
+                f"{r['rule']}]")
     if r["action"] in ("set", "clear"):
         return (f"{head} {r['field']}: {_short(r['old']) or '(empty)'} -> {_short(r['new']) or '(empty)'} "
                 f"[{r['source']}, {r['rule']}]")

@@ -1,4 +1,4 @@
-"""`itam-sync report`: the ITAM reports (itam_sync/reports.py) as a table, JSON or CSV."""
+"""`itam-sync report`: the ITAM reports (itam_sync/insight/) as a table, JSON or CSV."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from rich.table import Table
 from itam_sync.audit.chain import parse_time
 from itam_sync.cli.common import config_option, handle_errors, load_config, open_store
 from itam_sync.engine.operations import OperationError
-from itam_sync.insight.reports import ReportResult, list_reports, run_report
+from itam_sync.insight.reports import ReportFilters, ReportResult, list_reports, run_report
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +30,22 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def print_report(result: ReportResult, out: Console) -> None:
-    """A report as a rich table, then its notes."""
-    params = ", ".join(f"{k} {v}" for k, v in result.params.items())
-    table = Table(title=f"{result.title} ({len(result.rows)} rows{', ' + params if params else ''})")
-    for c in result.columns:
+def _table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for c in columns:
         table.add_column(c, overflow="fold")
-    for r in result.as_dicts():
-        table.add_row(*(_cell(r[c]) for c in result.columns))
-    out.print(table)
+    for r in rows:
+        table.add_row(*(_cell(r[c]) for c in columns))
+    return table
+
+
+def print_report(result: ReportResult, out: Console) -> None:
+    """A report as a rich table, its totals (when it has them) and its notes."""
+    params = ", ".join(f"{k} {v}" for k, v in result.params.items())
+    out.print(_table(f"{result.title} ({len(result.rows)} rows{', ' + params if params else ''})", result.columns,
+                     result.as_dicts()))
+    if result.totals_columns:
+        out.print(_table(result.totals_title, result.totals_columns, result.totals_dicts()))
     for n in result.notes:
         out.print(f"note: {n}", markup=False)
 
@@ -50,13 +57,20 @@ def print_report(result: ReportResult, out: Console) -> None:
 @click.option("--days", type=int, default=None, help="The report's window in days (see --list).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="File (default stdout).")
-@click.option("--now", "now_text", default=None, metavar="TIME",
-              help="Evaluate as of this time instead of the clock (YYYY-MM-DD[THH:MM:SSZ]), for stale/windows.")
+@click.option("--as-of", "--now", "now_text", default=None, metavar="TIME",
+              help="Evaluate as of this time instead of the clock (YYYY-MM-DD[THH:MM:SSZ]): windows, ages, book "
+                   "values.")
+@click.option("--totals", "totals_only", is_flag=True,
+              help="Output the report's totals (per department, quarter, state ...) instead of its rows.")
+@click.option("--kind", default=None, help="Only assets of this kind (laptop, mobile, server ...).")
+@click.option("--department", default=None, help="Only this department (the asset's, else its holder's).")
+@click.option("--source", default=None, help="Only records fed by this connector instance.")
+@click.option("--location", default=None, help="Only assets at this location.")
 @handle_errors
 def report(config_path: str, name: str | None, list_only: bool, days: int | None, fmt: str, output: str | None,
-           now_text: str | None) -> None:
-    """Run report NAME (coverage-gaps, stale-devices, offboarding, unowned, warranty, renewals, seats, spend,
-    kpis) over the golden records; `--list` describes them."""
+           now_text: str | None, totals_only: bool, kind: str | None, department: str | None, source: str | None,
+           location: str | None) -> None:
+    """Run report NAME over the golden records (`--list` names and describes them all)."""
     if list_only:
         table = Table(title="reports")
         for col in ("name", "title", "--days", "what"):
@@ -73,9 +87,14 @@ def report(config_path: str, name: str | None, list_only: bool, days: int | None
     now = datetime.fromisoformat(parse_time(now_text).replace("Z", "+00:00")) if now_text else None
     store = open_store(settings)
     try:
-        result = run_report(store, settings, name, days=days, now=now)
+        result = run_report(store, settings, name, days=days, now=now,
+                            filters=ReportFilters(kind, department, source, location))
     finally:
         store.close()
+    if totals_only:
+        if not result.totals_columns:
+            raise OperationError(f"report {name!r} has no totals")
+        result = result.totals_only()
     fh = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout  # noqa: SIM115 - not ours
     try:
         if fmt == "json":

@@ -100,15 +100,33 @@ class ReportResult:
     generated_at: str
     params: dict[str, Any] = dc_field(default_factory=dict)
     notes: list[str] = dc_field(default_factory=list)
+    # Totals (per department, per quarter, per state ...): rows of another dataclass, shown under the table,
+    # in the JSON as "totals", and as the CSV / table with `--totals`.
+    totals: list[Any] = dc_field(default_factory=list)
+    totals_columns: list[str] = dc_field(default_factory=list)
+    totals_title: str = ""
 
     def as_dicts(self) -> list[dict[str, Any]]:
         """Rows as plain dicts (column -> value), in column order."""
         return [asdict(r) for r in self.rows]
 
+    def totals_dicts(self) -> list[dict[str, Any]]:
+        """Totals rows as plain dicts."""
+        return [asdict(r) for r in self.totals]
+
     def to_json(self) -> dict[str, Any]:
         """The whole report as a JSON-ready dict."""
-        return {"name": self.name, "title": self.title, "generated_at": self.generated_at, "params": self.params,
-                "columns": self.columns, "rows": self.as_dicts(), "notes": self.notes}
+        out = {"name": self.name, "title": self.title, "generated_at": self.generated_at, "params": self.params,
+               "columns": self.columns, "rows": self.as_dicts(), "notes": self.notes}
+        if self.totals_columns:
+            out.update(totals_title=self.totals_title, totals_columns=self.totals_columns,
+                       totals=self.totals_dicts())
+        return out
+
+    def totals_only(self) -> ReportResult:
+        """The totals as a result of their own (for `--totals`: CSV and table of the totals)."""
+        return ReportResult(self.name, self.totals_title or self.title, self.totals_columns, self.totals,
+                            self.generated_at, self.params, self.notes)
 
     def write_csv(self, fh: IO[str]) -> None:
         """A header line with the columns, then one line per row (lists joined with ';')."""
@@ -127,13 +145,35 @@ def _csv_cell(v: Any) -> Any:
     return csv_cell(v)  # lists joined with ';'; text a spreadsheet would run as a formula escaped (model/csv_safety)
 
 
+@dataclass(frozen=True)
+class ReportFilters:
+    """Filters every report takes (CLI options, web query parameters, API): an asset's kind, its department
+    (or its holder's), a connector that feeds it (`source`, a connector instance name) and its location.
+    Matching is case-insensitive; None means any."""
+
+    kind: str | None = None
+    department: str | None = None
+    source: str | None = None
+    location: str | None = None
+
+    def active(self) -> bool:
+        return any(v for v in (self.kind, self.department, self.source, self.location))
+
+    def as_params(self) -> dict[str, str]:
+        """The filters that are set, for a result's params."""
+        return {k: v for k, v in (("kind", self.kind), ("department", self.department), ("source", self.source),
+                                  ("location", self.location)) if v}
+
+
 @dataclass
 class ReportContext:
-    """What every report is evaluated against: the config (connector roles), the time and the --days value."""
+    """What every report is evaluated against: the config (connector roles), the time, the --days value and
+    the filters."""
 
     settings: Settings
     now: datetime
     days: int | None
+    filters: ReportFilters = dc_field(default_factory=ReportFilters)
 
     @property
     def now_iso(self) -> str:
@@ -189,9 +229,17 @@ def window_of(days_left: int, horizon: int) -> int:
 
 def make_result(info: ReportInfo, ctx: ReportContext, row_type: type, rows: list[Any],
                 params: dict[str, Any] | None = None, notes: list[str] | None = None) -> ReportResult:
-    """A report's result: its rows with the columns of their dataclass `row_type`."""
+    """A report's result: its rows with the columns of their dataclass `row_type`; the filters in effect join
+    the params."""
     return ReportResult(info.name, info.title, [f.name for f in fields(row_type)], rows, ctx.now_iso,
-                        params or {}, notes or [])
+                        {**(params or {}), **ctx.filters.as_params()}, notes or [])
+
+
+def with_totals(result: ReportResult, title: str, row_type: type, totals: list[Any]) -> ReportResult:
+    """`result` with its totals (rows of dataclass `row_type`)."""
+    result.totals, result.totals_title = totals, title
+    result.totals_columns = [f.name for f in fields(row_type)]
+    return result
 
 
 @dataclass
@@ -274,3 +322,70 @@ def as_num(v: Any) -> float | None:
 def pct(n: int, d: int) -> float | None:
     """n/d as a percentage rounded to 1 place; None when d is 0."""
     return round(100.0 * n / d, 1) if d else None
+
+
+def fold(v: Any) -> str:
+    """A value compared case-insensitively (filters, references)."""
+    return str(v).strip().casefold() if v is not None else ""
+
+
+# Fields every asset scan reads so the filters can be applied without loading whole records.
+FILTER_FIELDS = ("kind", "department", "location", "assigned_to")
+
+
+class AssetMatcher:
+    """Applies a report's filters to assets, and says which department an asset is charged to (its own, else
+    its holder's). People and source connectors are read once, on first use."""
+
+    def __init__(self, repo: Repos, ctx: ReportContext, entity_type: str = "asset") -> None:
+        self.repo = repo
+        self.filters = ctx.filters
+        self.entity_type = entity_type
+        self._people: dict[str, Person] | None = None
+        self._fed_by_source: set[int] | None = None
+
+    @property
+    def people(self) -> dict[str, Person]:
+        if self._people is None:
+            self._people = people_by_ref(self.repo)
+        return self._people
+
+    def holder(self, golden: dict[str, Any]) -> Person | None:
+        """The person an asset's assigned_to refers to, if known."""
+        ref = val(golden, "assigned_to")
+        return self.people.get(fold(ref)) if ref else None
+
+    def department(self, golden: dict[str, Any]) -> tuple[str | None, bool]:
+        """(department, taken from the holder): the asset's own department, else its holder's."""
+        dept = val(golden, "department")
+        if dept:
+            return str(dept), False
+        p = self.holder(golden)
+        return (p.department, True) if p is not None and p.department else (None, False)
+
+    def _fed(self) -> set[int]:
+        if self._fed_by_source is None:
+            want = fold(self.filters.source)
+            self._fed_by_source = {eid for eid, conn, _s, missing in
+                                   self.repo.reports.report_record_sources(self.entity_type)
+                                   if not missing and fold(conn) == want}
+        return self._fed_by_source
+
+    def fed_by_source(self, eid: int) -> bool:
+        """Whether a live record of the `source` filter's connector feeds the entity (True with no such filter)."""
+        return not self.filters.source or eid in self._fed()
+
+    def match(self, eid: int, golden: dict[str, Any]) -> bool:
+        """Whether an entity (with at least FILTER_FIELDS in `golden`) passes the filters."""
+        f = self.filters
+        if not f.active():
+            return True
+        if f.kind and fold(val(golden, "kind")) != fold(f.kind):
+            return False
+        if f.location and fold(val(golden, "location")) != fold(f.location):
+            return False
+        if f.department:
+            dept = val(golden, "department") if self.entity_type != "asset" else self.department(golden)[0]
+            if fold(dept) != fold(f.department):
+                return False
+        return not f.source or eid in self._fed()

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from itam_sync.insight.base import (
     DEVICE_ROLES,
+    FILTER_FIELDS,
     INVENTORY_ROLES,
     RECOVERED,
+    AssetMatcher,
     Person,
     ReportContext,
     ReportInfo,
     ReportResult,
     days_between,
+    fold,
     in_use,
     load_full,
     make_result,
-    people_by_ref,
     role_mask,
     role_names,
     roles_of_assets,
@@ -36,8 +39,10 @@ STALE_DEVICES = ReportInfo("stale-devices", "Stale devices", "Active assets whos
 OFFBOARDING = ReportInfo("offboarding", "Offboarding recovery list",
                          "Assets still held by terminated or suspended people and not yet returned.", None)
 UNOWNED = ReportInfo("unowned", "Assets without an owner", "In-use assets with no assigned_to.", None)
-WARRANTY = ReportInfo("warranty", "Warranty ending", "Assets whose warranty ends within 30/60/90 days.", 90,
-                      "horizon in days")
+WARRANTY = ReportInfo("warranty", "Warranty expired or ending",
+                      "In-use assets whose warranty has expired, and assets whose warranty ends within 30/60/90 days.",
+                      90, "horizon in days")
+MOBILE_OS = frozenset({"ios", "ipados", "android"})  # an asset with no kind but one of these is a `mobile`
 
 
 @dataclass
@@ -118,8 +123,9 @@ class WarrantyRow:
     model: str | None
     assigned_to: str | None
     warranty_end: str
-    days_left: int
-    window: int  # the smallest of 30/60/90 (or the --days horizon) that contains days_left
+    days_left: int  # negative: expired that many days ago
+    window: int  # the smallest of 30/60/90 (or the --days horizon) that contains days_left; 0 when expired
+    status: str  # "expired" (the device is still in use) or "ending"
 
 
 # -- reports -----------------------------------------------------------------------------------------------
@@ -129,15 +135,28 @@ def coverage_gaps(repo: Repos, ctx: ReportContext) -> ReportResult:
     inventory, device = role_mask(INVENTORY_ROLES), role_mask(DEVICE_ROLES)
     idp_cloud = role_mask(frozenset({"idp", "cloud"}))
     procurement = role_mask(frozenset({"procurement"}))
+    cov = ctx.settings.reports.coverage
+    edr_kinds, mdm_kinds = {fold(k) for k in cov.edr_expected}, {fold(k) for k in cov.mdm_expected}
+    matcher = AssetMatcher(repo, ctx)
     found: list[tuple[str, int, int]] = []
-    for eid, g in scan(repo, ("mdm_managed", "edr_protected", "lifecycle_state")):
+    skipped: dict[str, int] = {"mdm-without-edr": 0, "edr-not-managed": 0}
+    for eid, g in scan(repo, ("mdm_managed", "edr_protected", "lifecycle_state", "os_name", *FILTER_FIELDS)):
+        if not matcher.match(eid, g):
+            continue
         mdm, edr = val(g, "mdm_managed") is True, val(g, "edr_protected") is True
+        kind = _kind_of(g)
         roles = live.get(eid, 0)
         gaps = []
         if mdm and not edr:
-            gaps.append("mdm-without-edr")
+            if kind is None or kind in edr_kinds:
+                gaps.append("mdm-without-edr")
+            else:
+                skipped["mdm-without-edr"] += 1
         if edr and not mdm:
-            gaps.append("edr-not-managed")
+            if kind is None or kind in mdm_kinds:
+                gaps.append("edr-not-managed")
+            else:
+                skipped["edr-not-managed"] += 1
         if roles & idp_cloud and not roles & inventory:
             gaps.append("idp-or-cloud-not-in-inventory")
         if (ever.get(eid, 0) & procurement and not ever.get(eid, 0) & device
@@ -156,19 +175,32 @@ def coverage_gaps(repo: Repos, ctx: ReportContext) -> ReportResult:
     rows.sort(key=lambda r: (order[r.gap], r.asset_id))
     notes = [f"asset sources with no known role, counted as neither inventory nor device sources (set `role:` "
              f"in the config): {', '.join(sorted(unknown))}"] if unknown else []
+    for gap, n in skipped.items():
+        if n:
+            lst = "edr_expected" if gap == "mdm-without-edr" else "mdm_expected"
+            notes.append(f"{n} assets of kinds not in reports.coverage.{lst} are not counted as {gap}")
     return make_result(COVERAGE_GAPS, ctx, CoverageGapRow, rows, notes=notes)
+
+
+def _kind_of(golden: dict[str, Any]) -> str | None:
+    """An asset's kind for the coverage rules: its own, else `mobile` for a phone or tablet OS, else None."""
+    kind = val(golden, "kind")
+    if kind:
+        return fold(kind)
+    return "mobile" if fold(val(golden, "os_name")) in MOBILE_OS else None
 
 
 def stale_devices(repo: Repos, ctx: ReportContext) -> ReportResult:
     """Active assets not seen for more than --days (default 30) days."""
     days = ctx.days if ctx.days is not None else 30
     cutoff = (ctx.now - timedelta(days=days)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    matcher = AssetMatcher(repo, ctx)
     kept = []
-    for eid, g in scan(repo, ("last_seen", "lifecycle_state")):
+    for eid, g in scan(repo, ("last_seen", "lifecycle_state", *FILTER_FIELDS)):
         seen = g["last_seen"]
         if seen is None or not isinstance(seen[0], str) or seen[0] >= cutoff:
             continue
-        if val(g, "lifecycle_state") not in ("retired", "disposed"):
+        if val(g, "lifecycle_state") not in ("retired", "disposed") and matcher.match(eid, g):
             kept.append(eid)
     rows = []
     for eid, g in load_full(repo, kept).items():
@@ -186,14 +218,14 @@ def stale_devices(repo: Repos, ctx: ReportContext) -> ReportResult:
 
 def offboarding(repo: Repos, ctx: ReportContext) -> ReportResult:
     """Assets still held by terminated or suspended people and not yet recovered."""
-    people = people_by_ref(repo)
+    matcher = AssetMatcher(repo, ctx)
     kept: dict[int, Person] = {}
-    for eid, g in scan(repo, ("assigned_to", "lifecycle_state"), ("active", "missing")):
+    for eid, g in scan(repo, ("lifecycle_state", *FILTER_FIELDS), ("active", "missing")):
         holder = val(g, "assigned_to")
         if not holder or val(g, "lifecycle_state") in RECOVERED:
             continue
-        p = people.get(str(holder).strip().lower())
-        if p is not None and p.status in ("terminated", "suspended"):
+        p = matcher.holder(g)
+        if p is not None and p.status in ("terminated", "suspended") and matcher.match(eid, g):
             kept[eid] = p
     rows = []
     for eid, g in load_full(repo, list(kept)).items():
@@ -209,8 +241,9 @@ def offboarding(repo: Repos, ctx: ReportContext) -> ReportResult:
 def unowned(repo: Repos, ctx: ReportContext) -> ReportResult:
     """In-use assets without an owner (assigned_to empty)."""
     rows = []
-    kept = [eid for eid, g in scan(repo, ("assigned_to", "lifecycle_state"))
-            if in_use("active", g) and not val(g, "assigned_to")]
+    matcher = AssetMatcher(repo, ctx)
+    kept = [eid for eid, g in scan(repo, ("lifecycle_state", *FILTER_FIELDS))
+            if in_use("active", g) and not val(g, "assigned_to") and matcher.match(eid, g)]
     sources = repo.entities.source_keys_of(kept)
     for eid, g in sorted(load_full(repo, kept).items()):
         conns = sorted({s.split("/", 1)[0] for s in sources.get(eid, [])})
@@ -220,14 +253,21 @@ def unowned(repo: Repos, ctx: ReportContext) -> ReportResult:
 
 
 def warranty(repo: Repos, ctx: ReportContext) -> ReportResult:
-    """Assets whose warranty ends within --days (default 90), bucketed by 30/60/90 days."""
+    """In-use assets whose warranty has expired, then assets whose warranty ends within --days (default 90),
+    bucketed by 30/60/90 days."""
     horizon = ctx.days if ctx.days is not None else 90
     today = ctx.today
     lo, hi = today.isoformat(), (today + timedelta(days=horizon)).isoformat()
+    matcher = AssetMatcher(repo, ctx)
     kept = []
-    for eid, g in scan(repo, ("warranty_end", "lifecycle_state"), ("active", "missing")):
+    for eid, st, entries in repo.reports.report_values("asset", _WARRANTY_FIELDS):
+        g = dict(zip(_WARRANTY_FIELDS, entries, strict=True))
         end = val(g, "warranty_end")
-        if isinstance(end, str) and lo <= end[:10] <= hi and val(g, "lifecycle_state") not in ("retired", "disposed"):
+        if st not in ("active", "missing") or not isinstance(end, str) or end[:10] > hi:
+            continue
+        ending = end[:10] >= lo and val(g, "lifecycle_state") not in ("retired", "disposed")
+        expired = end[:10] < lo and in_use(st, g)  # a device still in use, out of warranty
+        if (ending or expired) and matcher.match(eid, g):
             kept.append(eid)
     rows = []
     for eid, g in load_full(repo, kept).items():
@@ -236,7 +276,11 @@ def warranty(repo: Repos, ctx: ReportContext) -> ReportResult:
         if left is None:
             continue
         rows.append(WarrantyRow(eid, val(g, "serial_number"), val(g, "hostname"), val(g, "kind"), val(g, "model"),
-                                val(g, "assigned_to"), end[:10], left, window_of(left, horizon)))
+                                val(g, "assigned_to"), end[:10], left, window_of(left, horizon) if left >= 0 else 0,
+                                "ending" if left >= 0 else "expired"))
     rows.sort(key=lambda r: (r.days_left, r.asset_id))
     return make_result(WARRANTY, ctx, WarrantyRow, rows, {"days": horizon})
+
+
+_WARRANTY_FIELDS = ("warranty_end", "lifecycle_state", *FILTER_FIELDS)
 

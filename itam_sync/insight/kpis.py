@@ -6,13 +6,14 @@ import json
 from dataclasses import dataclass
 
 from itam_sync.insight.base import (
+    FILTER_FIELDS,
     RECOVERED,
+    AssetMatcher,
     ReportContext,
     ReportInfo,
     ReportResult,
     make_result,
     pct,
-    people_by_ref,
     val,
 )
 from itam_sync.insight.base import in_use as asset_in_use
@@ -33,17 +34,22 @@ class KpiRow:
     definition: str
 
 
-_KPI_FIELDS = ("assigned_to", "lifecycle_state", "mdm_managed", "edr_protected")
+_KPI_FIELDS = ("lifecycle_state", "mdm_managed", "edr_protected", *FILTER_FIELDS)
 
 
 def kpis(repo: Repos, ctx: ReportContext) -> ReportResult:
     """% of in-use assets with an owner, managed (MDM), protected (EDR); the offboarding recovery rate."""
-    people = people_by_ref(repo)
+    matcher = AssetMatcher(repo, ctx)
+    people = matcher.people
     in_use = owned = managed = protected = 0
     outstanding = recovered_in_place = 0
     holders: dict[int, str] = {}  # asset -> current holder (lower case), for the reassignment check
+    passing: set[int] = set()  # assets that pass the filters
     for eid, st, entries in repo.reports.report_values("asset", _KPI_FIELDS):
         g = dict(zip(_KPI_FIELDS, entries, strict=True))
+        if not matcher.match(eid, g):
+            continue
+        passing.add(eid)
         holder = val(g, "assigned_to")
         if holder:
             holders[eid] = str(holder).strip().lower()
@@ -65,7 +71,7 @@ def kpis(repo: Repos, ctx: ReportContext) -> ReportResult:
     if terminated:
         loads = json.loads
         for eid, old, _new, at in repo.log.report_assignment_changes():
-            if old is None or eid in reassigned:
+            if old is None or eid in reassigned or eid not in passing:
                 continue
             ref = str(loads(old)).strip().lower()
             p = terminated.get(ref)

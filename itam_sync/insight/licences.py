@@ -8,14 +8,16 @@ from datetime import timedelta
 from typing import Any
 
 from itam_sync.insight.base import (
+    FILTER_FIELDS,
+    AssetMatcher,
     ReportContext,
     ReportInfo,
     ReportResult,
     as_int,
     as_num,
     days_between,
+    fold,
     make_result,
-    people_by_ref,
     scan,
     val,
     window_of,
@@ -79,10 +81,29 @@ class SpendRow:
     via_holder: int  # assets counted under their holder's department (the asset itself had none)
 
 
-def _subscriptions(repo: Repos) -> Iterator[tuple[int, dict[str, Any]]]:
+def _subscriptions(repo: Repos, ctx: ReportContext | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Active subscriptions that pass the filters: `source` (a connector feeding it) and `department` (its
+    owner's); kind and location do not apply to subscriptions."""
+    matcher = AssetMatcher(repo, ctx, "subscription") if ctx is not None else None
     for sid, g, st in repo.entities.iter_entities("subscription"):
-        if st == "active":
-            yield sid, g
+        if st != "active":
+            continue
+        if matcher is not None and matcher.filters.active():
+            f = matcher.filters
+            if not matcher.fed_by_source(sid):
+                continue
+            if f.department:
+                owner = val(g, "owner")
+                p = matcher.people.get(fold(owner)) if owner else None
+                if p is None or fold(p.department) != fold(f.department):
+                    continue
+        yield sid, g
+
+
+def _subscription_notes(ctx: ReportContext) -> list[str]:
+    f = ctx.filters
+    return ["the kind and location filters apply to assets, not to subscriptions: ignored"] \
+        if f.kind or f.location else []
 
 
 def _seats_assigned(g: dict[str, Any]) -> int | None:
@@ -98,7 +119,7 @@ def renewals(repo: Repos, ctx: ReportContext) -> ReportResult:
     today = ctx.today
     lo, hi = today.isoformat(), (today + timedelta(days=horizon)).isoformat()
     rows = []
-    for sid, g in _subscriptions(repo):
+    for sid, g in _subscriptions(repo, ctx):
         when = val(g, "renewal_date")
         if not isinstance(when, str) or not (lo <= when[:10] <= hi):
             continue
@@ -109,14 +130,14 @@ def renewals(repo: Repos, ctx: ReportContext) -> ReportResult:
                                as_int(val(g, "seats_purchased")), _seats_assigned(g), as_num(val(g, "cost")),
                                val(g, "currency"), val(g, "billing_period"), val(g, "owner")))
     rows.sort(key=lambda r: (r.days_left, r.subscription_id))
-    return make_result(RENEWALS, ctx, RenewalRow, rows, {"days": horizon})
+    return make_result(RENEWALS, ctx, RenewalRow, rows, {"days": horizon}, _subscription_notes(ctx))
 
 
 def seats(repo: Repos, ctx: ReportContext) -> ReportResult:
     """Per subscription: seats bought vs assigned, the unused rate and, when cost per seat is known, its cost."""
     rows = []
     per_year = {"monthly": 12, "annual": 1}
-    for sid, g in _subscriptions(repo):
+    for sid, g in _subscriptions(repo, ctx):
         bought, used = as_int(val(g, "seats_purchased")), _seats_assigned(g)
         cost, period = as_num(val(g, "cost")), val(g, "billing_period")
         unused = max(bought - used, 0) if bought is not None and used is not None else None
@@ -127,30 +148,25 @@ def seats(repo: Repos, ctx: ReportContext) -> ReportResult:
         rows.append(SeatRow(sid, val(g, "product"), val(g, "vendor"), bought, used, unused, rate, cost,
                             val(g, "currency"), period, per_seat, unused_cost, yearly))
     rows.sort(key=lambda r: (-(r.unused_cost_per_year or 0), -(r.unused_seats or 0), r.subscription_id))
-    return make_result(SEATS, ctx, SeatRow, rows)
+    return make_result(SEATS, ctx, SeatRow, rows, notes=_subscription_notes(ctx))
 
 
 def spend(repo: Repos, ctx: ReportContext) -> ReportResult:
     """Purchase cost by the asset's department, or its holder's when it has none; --days: bought in the last N
     days only (default: all time)."""
-    people = people_by_ref(repo)
+    matcher = AssetMatcher(repo, ctx)
     since = (ctx.today - timedelta(days=ctx.days)).isoformat() if ctx.days is not None else None
     groups: dict[tuple[str, str | None], list[Any]] = {}
-    for _eid, g in scan(repo, ("purchase_cost", "purchase_date", "department", "assigned_to", "currency"),
-                         ("active", "missing")):
+    for eid, g in scan(repo, ("purchase_cost", "purchase_date", "currency", *FILTER_FIELDS), ("active", "missing")):
         cost = as_num(val(g, "purchase_cost"))
-        if cost is None:
+        if cost is None or not matcher.match(eid, g):
             continue
         if since is not None:
             bought = val(g, "purchase_date")
             if not isinstance(bought, str) or bought[:10] < since:
                 continue
-        dept, via_holder = val(g, "department"), 0
-        if not dept:
-            holder = val(g, "assigned_to")
-            p = people.get(str(holder).strip().lower()) if holder else None
-            dept = p.department if p else None
-            via_holder = 1 if dept else 0
+        dept_of, from_holder = matcher.department(g)
+        dept, via_holder = dept_of, int(from_holder)
         acc = groups.setdefault((dept or "(none)", val(g, "currency")), [0, 0.0, 0])
         acc[0] += 1
         acc[1] += cost

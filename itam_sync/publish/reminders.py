@@ -1,6 +1,6 @@
 """Reminders and digests: rules over the golden records, delivered once per item per period.
 
-Rules (YAML, `reminders.rules`) reuse the ITAM reports (itam_sync/reports.py) so a reminder and the report of
+Rules (YAML, `reminders.rules`) reuse the ITAM reports (itam_sync/insight/) so a reminder and the report of
 the same name always agree:
 
 | type                       | report it filters  | an item is                                    | period          |
@@ -10,6 +10,12 @@ the same name always agree:
 | `terminated_not_recovered` | offboarding        | an asset still held `days` after its holder's end date | once   |
 | `device_unseen`            | stale-devices      | an asset not seen for `days`                  | once            |
 | `coverage_gap`             | coverage-gaps      | an asset's gap (mdm-without-edr, ...)         | once            |
+| `os_end_of_support`        | os-eol             | a device's OS past its end or within `days` (30) | once         |
+| `fully_depreciated`        | depreciation       | an asset fully depreciated (or within `days`) | once            |
+| `account_not_offboarded`   | accounts-offboarding | an active IdP account of a leaver, `days` on | once          |
+
+`warranty_ending` also lists devices still in use whose warranty has already ended (the warranty report's
+`expired` rows).
 
 `repeat: 7d` on a rule reminds again every 7 days while the item stays true. A date that passed while
 nothing ran (downtime) is still reported if it is within `catch_up` (default 30 days).
@@ -113,7 +119,8 @@ def _when(days_left: int) -> str:
 
 def _warranty(repo: Repos, settings: Settings, rule: ReminderRuleConfig, now: datetime) -> list[ReminderItem]:
     n, catch = rule.days or 0, _days(rule.catch_up)
-    # Evaluated from `catch` days ago over n + catch days: dates that passed during downtime are still found.
+    # Evaluated from `catch` days ago over n + catch days: dates that passed during downtime are still found;
+    # warranties that ended before that and whose devices are still in use come as the report's expired rows.
     rows = reports.warranty(repo, reports.ReportContext(settings, now - timedelta(days=catch), n + catch)).rows
     today = now.date()
     out = []
@@ -122,10 +129,11 @@ def _warranty(repo: Repos, settings: Settings, rule: ReminderRuleConfig, now: da
             continue
         left = (date.fromisoformat(r.warranty_end) - today).days
         verb = "ends" if left >= 0 else "ended"
+        still = ", still in use" if r.status == "expired" else ""
         holder = f", held by {r.assigned_to}" if r.assigned_to else ""
         out.append(ReminderItem(rule.name, f"asset:{r.asset_id}:warranty_end:{r.warranty_end}", "once", r.asset_id,
                                 f"{_asset_label(r.serial_number, r.hostname, r.asset_id, r.model)}{holder}: warranty "
-                                f"{verb} {r.warranty_end} ({_when(left)})"))
+                                f"{verb} {r.warranty_end} ({_when(left)}){still}"))
     return out
 
 
@@ -202,12 +210,63 @@ def _gaps(repo: Repos, settings: Settings, rule: ReminderRuleConfig, now: dateti
     return out
 
 
+def _os_end(repo: Repos, settings: Settings, rule: ReminderRuleConfig, now: datetime) -> list[ReminderItem]:
+    n = rule.days if rule.days is not None else 30
+    rows = reports.os_eol(repo, reports.ReportContext(settings, now, n)).rows
+    out = []
+    for r in rows:
+        if r.release is None or r.end_of_support is None or not _kind_ok(rule, r.kind):
+            continue
+        holder = f", held by {r.assigned_to}" if r.assigned_to else ""
+        left = r.days_left if r.days_left is not None else 0
+        verb = "ended" if left < 0 else "ends"
+        out.append(ReminderItem(rule.name, f"asset:{r.asset_id}:os:{r.release}:{r.end_of_support}", "once",
+                                r.asset_id,
+                                f"{_asset_label(r.serial_number, r.hostname, r.asset_id)}{holder}: {r.os_name} "
+                                f"{r.os_version} ({r.release}) support {verb} {r.end_of_support} ({_when(left)})"))
+    return out
+
+
+def _depreciated(repo: Repos, settings: Settings, rule: ReminderRuleConfig, now: datetime) -> list[ReminderItem]:
+    horizon = (now + timedelta(days=rule.days or 0)).date().isoformat()
+    rows = reports.depreciation(repo, reports.ReportContext(settings, now, None)).rows
+    out = []
+    for r in rows:
+        if r.fully_depreciated_on > horizon or not _kind_ok(rule, r.kind):
+            continue
+        left = (date.fromisoformat(r.fully_depreciated_on) - now.date()).days
+        verb = "fully depreciated" if left <= 0 else "fully depreciated by"
+        out.append(ReminderItem(rule.name, f"asset:{r.asset_id}:fully_depreciated:{r.fully_depreciated_on}", "once",
+                                r.asset_id,
+                                f"{_asset_label(r.serial_number, r.hostname, r.asset_id, r.model)}: {verb} "
+                                f"{r.fully_depreciated_on} ({_when(left)}); cost {r.cost:g} {r.currency or ''}, "
+                                f"book value {r.book_value:g}".rstrip()))
+    return out
+
+
+def _accounts(repo: Repos, settings: Settings, rule: ReminderRuleConfig, now: datetime) -> list[ReminderItem]:
+    n = rule.days or 0
+    rows = reports.accounts_offboarding(repo, reports.ReportContext(settings, now, None)).rows
+    out = []
+    for r in rows:
+        if r.days_since_end is not None and r.days_since_end < n:
+            continue
+        left = f", who left on {r.end_date} ({r.days_since_end} days ago)" if r.end_date else ""
+        out.append(ReminderItem(rule.name, f"person:{r.person_id}:account:{r.connector}:{r.account}", "once", None,
+                                f"{r.display_name or r.email} <{r.email}>{left}: {r.connector} account "
+                                f"{r.account} is still active"))
+    return out
+
+
 RULES: dict[str, Callable[[Repos, Settings, ReminderRuleConfig, datetime], list[ReminderItem]]] = {
     "warranty_ending": _warranty,
     "subscription_renewal": _renewals,
     "terminated_not_recovered": _unrecovered,
     "device_unseen": _unseen,
     "coverage_gap": _gaps,
+    "os_end_of_support": _os_end,
+    "fully_depreciated": _depreciated,
+    "account_not_offboarded": _accounts,
 }
 
 
@@ -219,6 +278,10 @@ def rule_title(rule: ReminderRuleConfig) -> str:
         "terminated_not_recovered": f"Devices of people who left {rule.days}+ days ago, not recovered",
         "device_unseen": f"Devices not seen for {rule.days}+ days",
         "coverage_gap": "New coverage gaps",
+        "os_end_of_support": f"OS past or reaching end of support within {30 if rule.days is None else rule.days} "
+                             "days",
+        "fully_depreciated": "Fully depreciated assets" + (f" (or within {rule.days} days)" if rule.days else ""),
+        "account_not_offboarded": f"Accounts still active {rule.days or 0}+ days after their person left",
     }[rule.type] + f" [{rule.name}]"
 
 

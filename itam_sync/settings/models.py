@@ -217,7 +217,7 @@ class DeliveryConfig(_Model):
 
 
 REMINDER_RULE_TYPES = ("warranty_ending", "subscription_renewal", "terminated_not_recovered", "device_unseen",
-                       "coverage_gap")
+                       "coverage_gap", "os_end_of_support", "fully_depreciated", "account_not_offboarded")
 
 
 class ReminderRuleConfig(_Model):
@@ -225,7 +225,7 @@ class ReminderRuleConfig(_Model):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     type: Literal["warranty_ending", "subscription_renewal", "terminated_not_recovered", "device_unseen",
-                  "coverage_gap"]
+                  "coverage_gap", "os_end_of_support", "fully_depreciated", "account_not_offboarded"]
     days: int | None = Field(default=None, ge=0, le=3650)
     windows: list[int] = Field(default_factory=lambda: [90, 60, 30])
     repeat: str | None = None  # remind again every <duration> while the item stays true

@@ -169,26 +169,43 @@ def build_api() -> APIRouter:
              responses={200: {"content": {"text/csv": {}}}})
     def report(request: Request, name: str,
                days: Annotated[int | None, Query(ge=0, description="The report's window in days, where it "
-                                                 "takes one (stale-devices, warranty, renewals, spend).")] = None,
-               format: Annotated[Literal["json", "csv"], Query()] = "json") -> ReportOut | Response:
-        """A report's rows (JSON, or CSV with format=csv): coverage-gaps, stale-devices, offboarding, unowned,
-        warranty, renewals, seats, spend, kpis."""
+                                                 "takes one (see GET /reports).")] = None,
+               format: Annotated[Literal["json", "csv"], Query()] = "json",
+               part: Annotated[Literal["rows", "totals"], Query(description="CSV of the rows or of the report's "
+                                                                "totals (JSON has both).")] = "rows",
+               kind: Annotated[str | None, Query(max_length=200, description="Only assets of this kind.")] = None,
+               department: Annotated[str | None, Query(max_length=200, description="Only this department (the "
+                                                       "asset's, else its holder's).")] = None,
+               source: Annotated[str | None, Query(max_length=200, description="Only records fed by this "
+                                                   "connector instance.")] = None,
+               location: Annotated[str | None, Query(max_length=200, description="Only assets at this "
+                                                     "location.")] = None) -> ReportOut | Response:
+        """A report's rows (JSON, or CSV with format=csv), filtered by kind, department, source and location;
+        GET /reports lists the reports."""
         from itam_sync.engine.operations import OperationError
+        from itam_sync.insight.base import ReportFilters
         from itam_sync.web.service import NotFound
 
         runner = request.app.state.reports
+        filters = ReportFilters(kind or None, department or None, source or None, location or None)
         try:
             info = runner.info(name)
-            report = runner.run(name, days)
+            report = runner.run(name, days, filters=filters)
         except OperationError as exc:
             if "no report" in str(exc):
                 raise NotFound(str(exc)) from None
             raise HTTPException(400, str(exc)) from None
         result = report.result
         if format == "csv":
-            return Response(result.to_csv(), media_type="text/csv; charset=utf-8",
+            if part == "totals" and not result.totals_columns:
+                raise HTTPException(400, f"report {name!r} has no totals")
+            return Response((result.totals_only() if part == "totals" else result).to_csv(),
+                            media_type="text/csv; charset=utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
         summary = {"generated_at": result.generated_at, "params": result.params, "notes": result.notes}
+        if result.totals_columns:
+            summary.update(totals_title=result.totals_title, totals_columns=result.totals_columns,
+                           totals=report.totals)
         return ReportOut(name=name, title=info.title, description=info.description, columns=result.columns,
                          rows=report.rows, summary=summary)
 

@@ -133,7 +133,8 @@ def build_pages() -> APIRouter:
 
     @pages.get("/")
     def overview(request: Request) -> Response:
-        return render(request, "overview.html", nav="overview", o=_service(request).overview())
+        return render(request, "overview.html", nav="overview", o=_service(request).overview(),
+                      dash=request.app.state.reports.dashboard(fresh=request.query_params.get("fresh") == "1"))
 
     @pages.get("/search")
     def search(request: Request) -> Response:

@@ -2,7 +2,8 @@
 (with a short cache: a report reads every golden record), picks a chart per report and renders the pages.
 
 Charts are horizontal SVG bars rendered on the server (charts.py); a report this module has no chart for
-still gets its table.
+still gets its table. Report pages take the report's filters (kind, department, source, location) and --days
+as query parameters and show their rows a page at a time (`page`, PAGE_SIZE rows).
 """
 
 from __future__ import annotations
@@ -14,32 +15,37 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
+from itam_sync.insight.base import ReportFilters
 from itam_sync.settings import Settings
 from itam_sync.store import Store
-from itam_sync.web.charts import bar_chart
+from itam_sync.web.charts import bar_chart, sparkline
 from itam_sync.web.render import int_param, render
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 300.0
+PAGE_SIZE = 100
+FILTERS = ("kind", "department", "source", "location")
 
 
 @dataclass
 class Chart:
-    """A chart of a report: its title and (label, value) bars."""
+    """A chart of a report: its title and (label, value) bars; `scale_max` 100 for percentages."""
 
     title: str
     data: list[tuple[str, float]]
     fmt: Callable[[float], str] | None = None
+    scale_max: float | None = None
 
     def svg(self) -> Markup:
         if self.fmt is None:
-            return bar_chart(self.data, self.title)
-        return bar_chart(self.data, self.title, fmt=self.fmt)
+            return bar_chart(self.data, self.title, scale_max=self.scale_max)
+        return bar_chart(self.data, self.title, fmt=self.fmt, scale_max=self.scale_max)
 
 
 def _count(rows: list[dict[str, Any]], col: str, empty: str = "(none)") -> list[tuple[str, float]]:
@@ -70,8 +76,9 @@ def _pct(v: float) -> str:
     return f"{v:.1f}%"
 
 
-def chart_for(name: str, rows: list[dict[str, Any]]) -> Chart | None:
+def chart_for(name: str, rows: list[dict[str, Any]], totals: list[dict[str, Any]] | None = None) -> Chart | None:
     """The chart that tells a report's story at a glance, or None."""
+    totals = totals or []
     if name == "coverage-gaps":
         return Chart("Assets per coverage gap", _count(rows, "gap"))
     if name == "stale-devices":
@@ -81,11 +88,14 @@ def chart_for(name: str, rows: list[dict[str, Any]]) -> Chart | None:
         return Chart("Unrecovered assets per departed holder",
                      _count([{"h": f"{r.get('holder_name') or r.get('assigned_to')} ({r.get('holder_status')})"}
                              for r in rows], "h"))
+    if name == "accounts-offboarding":
+        return Chart("Active accounts of people who left, per identity provider", _count(rows, "connector"))
     if name == "unowned":
         return Chart("Assets without an owner, by kind", _count(rows, "kind"))
     if name == "warranty":
-        return Chart("Warranties ending, by window (days)",
-                     _count([{"w": f"within {r.get('window')} days"} for r in rows], "w"))
+        return Chart("Warranties expired or ending, by window",
+                     _count([{"w": "expired" if r.get("status") == "expired" else f"within {r.get('window')} days"}
+                             for r in rows], "w"))
     if name == "renewals":
         return Chart("Renewals, by window (days)", _count([{"w": f"within {r.get('window')} days"} for r in rows],
                                                            "w"))
@@ -96,9 +106,21 @@ def chart_for(name: str, rows: list[dict[str, Any]]) -> Chart | None:
     if name == "spend":
         return Chart("Purchase spend by department",
                      _sum(rows, lambda r: f"{r.get('department')} ({r.get('currency') or '?'})", "spend"))
+    if name == "depreciation":
+        return Chart("Book value by department", _sum([t for t in totals if t.get("by") == "department"],
+                                                      lambda t: f"{t.get('group')} ({t.get('currency') or '?'})",
+                                                      "book_value"))
+    if name == "refresh":
+        return Chart("Devices due for replacement, per quarter",
+                     _count([{"q": f"{r.get('quarter')} ({r.get('status')})"} for r in rows], "q"))
+    if name == "os-eol":
+        return Chart("Devices per OS release past or near its end of support",
+                     _count([{"r": r.get("release") or "not mapped"} for r in rows], "r"))
+    if name == "lifecycle":
+        return Chart("Assets per lifecycle state", [(str(t["state"]), float(t["assets"])) for t in totals])
     if name == "kpis":
         return Chart("KPIs (%)", [(str(r["kpi"]), float(r["value"])) for r in rows
-                                  if isinstance(r.get("value"), int | float)], fmt=_pct)
+                                  if isinstance(r.get("value"), int | float)], fmt=_pct, scale_max=100.0)
     return None
 
 
@@ -109,16 +131,30 @@ class PreparedReport:
     result: Any  # itam_sync.insight.reports.ReportResult
     rows: list[dict[str, Any]]
     chart: Markup | None
+    totals: list[dict[str, Any]]
+
+
+def filters_from(request: Request) -> ReportFilters:
+    """The report filters of a request's query parameters (empty ones ignored; at most 200 characters)."""
+    from itam_sync.web.service import BadInput
+
+    values: dict[str, str | None] = {}
+    for key in FILTERS:
+        v = (request.query_params.get(key) or "").strip()
+        if len(v) > 200:
+            raise BadInput(f"{key} is longer than 200 characters")
+        values[key] = v or None
+    return ReportFilters(**values)
 
 
 class ReportRunner:
-    """Runs reports for the web and keeps each (name, days) result for CACHE_SECONDS: a report reads every
-    golden record, and golden records change at the pace of sync runs. `fresh` recomputes."""
+    """Runs reports for the web and keeps each (name, days, filters) result for CACHE_SECONDS: a report reads
+    every golden record, and golden records change at the pace of sync runs. `fresh` recomputes."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self._cache: dict[tuple[str, int | None], tuple[float, PreparedReport]] = {}
+        self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
     def infos(self) -> list[Any]:
@@ -131,28 +167,79 @@ class ReportRunner:
 
         return get_report(name)
 
-    def run(self, name: str, days: int | None, fresh: bool = False) -> PreparedReport:
-        """The prepared report `name` (UnknownReport / OperationError for a bad name or days)."""
-        from itam_sync.insight.reports import run_report
-
-        key = (name, days)
+    def _cached(self, key: tuple[Any, ...], fresh: bool, make: Callable[[], Any]) -> Any:
         with self._lock:
             hit = self._cache.get(key)
         if hit is not None and not fresh and time.monotonic() - hit[0] < CACHE_SECONDS:
             return hit[1]
-        t0 = time.perf_counter()
-        result = run_report(self.store, self.settings, name, days=days)
-        rows = result.as_dicts()
-        chart = chart_for(name, rows)
-        prepared = PreparedReport(result, rows, chart.svg() if chart else None)
-        log.info("report %s (days=%s): %d rows in %.2fs", name, days, len(rows), time.perf_counter() - t0)
+        value = make()
         with self._lock:
-            self._cache[key] = (time.monotonic(), prepared)
+            self._cache[key] = (time.monotonic(), value)
+        return value
+
+    def run(self, name: str, days: int | None, fresh: bool = False,
+            filters: ReportFilters | None = None) -> PreparedReport:
+        """The prepared report `name` (UnknownReport / OperationError for a bad name or days)."""
+        from itam_sync.insight.reports import run_report
+
+        filters = filters or ReportFilters()
+
+        def make() -> PreparedReport:
+            t0 = time.perf_counter()
+            result = run_report(self.store, self.settings, name, days=days, filters=filters)
+            rows, totals = result.as_dicts(), result.totals_dicts()
+            chart = chart_for(name, rows, totals)
+            log.info("report %s (days=%s, %s): %d rows in %.2fs", name, days, filters.as_params(), len(rows),
+                     time.perf_counter() - t0)
+            return PreparedReport(result, rows, chart.svg() if chart else None, totals)
+
+        prepared: PreparedReport = self._cached(("report", name, days, filters), fresh, make)
         return prepared
+
+    def dashboard(self, fresh: bool = False) -> Dashboard | None:
+        """The overview's KPI tiles and charts (cached like a report), or None when they cannot be computed
+        (the page then shows the store's counts only)."""
+        try:
+            return dashboard_of(self.run("overview", None, fresh))
+        except Exception:  # noqa: BLE001 - the overview page must render without its dashboard
+            log.exception("the overview's KPIs could not be computed")
+            return None
+
+
+@dataclass
+class Dashboard:
+    """The overview's KPI tiles (each with its trend sparkline) and the spend-by-department chart."""
+
+    tiles: list[dict[str, Any]]
+    spend_chart: Markup | None
+    generated_at: str
+    notes: list[str]
+
+
+def _metric_fmt(unit: str) -> Callable[[float], str]:
+    if unit == "%":
+        return _pct
+    return lambda v: f"{v:,.0f}" if float(v).is_integer() else f"{v:,.2f}"
+
+
+def dashboard_of(report: PreparedReport) -> Dashboard:
+    """Tiles and charts of a prepared `overview` report."""
+    tiles = []
+    for r in report.rows:
+        fmt = _metric_fmt(r["unit"])
+        points = [(f"snapshot {i + 1}" if i < len(r["trend"]) - 1 else "now", v) for i, v in enumerate(r["trend"])]
+        tiles.append({**r, "shown": "—" if r["value"] is None else fmt(r["value"]),
+                      "change_shown": None if r["change"] is None else ("+" if r["change"] > 0 else "")
+                      + fmt(r["change"]),
+                      "spark": sparkline(points, r["label"], fmt, scale_max=100.0 if r["unit"] == "%" else None)})
+    spend = [(f"{t['department']} ({t['currency'] or '?'})", float(t["spend"])) for t in report.totals]
+    return Dashboard(tiles, bar_chart(spend, "Purchase spend by department") if spend else None,
+                     report.result.generated_at, report.result.notes)
 
 
 def add_report_pages(router: APIRouter) -> None:
-    """/reports (the menu) and /reports/{name} (a chart and the table; CSV and JSON links)."""
+    """/reports (the menu) and /reports/{name} (filters, a chart, the table a page at a time, totals; CSV and
+    JSON links)."""
     from itam_sync.web.service import BadInput
 
     @router.get("/reports")
@@ -166,14 +253,21 @@ def add_report_pages(router: APIRouter) -> None:
 
         runner: ReportRunner = request.app.state.reports
         days = int_param(request, "days")
+        page = int_param(request, "page") or 1
+        filters = filters_from(request)
         try:
             info = runner.info(name)
-            report = runner.run(name, days, fresh=request.query_params.get("fresh") == "1")
+            report = runner.run(name, days, fresh=request.query_params.get("fresh") == "1", filters=filters)
         except OperationError as exc:
             if "no report" in str(exc):
                 from itam_sync.web.service import NotFound
 
                 raise NotFound(str(exc)) from None
             raise BadInput(str(exc)) from None
-        return render(request, "report.html", nav="reports", info=info, result=report.result, rows=report.rows,
-                      chart=report.chart, days=days)
+        pages = max(1, -(-len(report.rows) // PAGE_SIZE))
+        page = min(max(page, 1), pages)
+        shown = report.rows[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]
+        query = {k: v for k, v in (("days", days), *filters.as_params().items()) if v is not None}
+        return render(request, "report.html", nav="reports", info=info, result=report.result, rows=shown,
+                      total_rows=len(report.rows), page=page, pages=pages, first_row=(page - 1) * PAGE_SIZE + 1,
+                      chart=report.chart, days=days, filters=filters, totals=report.totals, qs=urlencode(query))

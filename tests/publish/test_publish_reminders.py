@@ -95,24 +95,30 @@ def test_digest_by_email_once_per_item_then_only_what_is_new(demo, smtp: SmtpSer
     store = demo.store()
     override(store, settings, "5CG1234XYZ", "warranty_end", "2026-12-20", "extended cover", actor="test")
     result = run_reminders(settings, store, now=NOW)
-    assert result.delivered == {"smtp": result.queued} and result.queued == 6
+    assert result.delivered == {"smtp": result.queued} and result.queued == 7
     [mail] = smtp.messages
     msg = mail.message
     assert mail.mail_from == "itam@example.com" and mail.rcpt_to == ["it-ops@example.com", "finance@example.com"]
-    assert msg["Subject"] == "IT reminders: 6 items" and msg["To"] == "it-ops@example.com, finance@example.com"
+    assert msg["Subject"] == "IT reminders: 7 items" and msg["To"] == "it-ops@example.com, finance@example.com"
     body = bodies(smtp)[0]
-    assert "Warranty ending within 60 days [warranty] (1)" in body
+    assert "Warranty ending within 60 days [warranty] (3)" in body
     assert "5CG1234XYZ (lt-bob-w11, EliteBook 840 G8), held by dev.patel@example.com: warranty ends 2026-12-20 " \
-           "(in 24 days)" in body
+           "(in 24 days)\r\n" in body
+    # Laptops still in use whose warranty already ended are reminded too (issue #15 item 11).
+    assert "FVFXC2ABJ1WK (lt-carla-mba, MacBook Air M1), held by carla.diaz@example.com: warranty ended 2025-01-09 " \
+           "(686 days ago), still in use" in body
+    assert "C02FK1ABQ6L4 (lt-ana-mbp, MacBook Pro 14 (2021)), held by bob.li@example.com: warranty ended " \
+           "2026-02-13 (286 days ago), still in use" in body
     assert "Subscriptions renewing within 30/60/90 days [renewals] (1)" in body
     assert "Figma Organization (Figma) renews 2027-02-20 (in 86 days; 90-day notice), 18000 USD annual, " \
            "31/40 seats used, owner eve.martin@example.com" in body
     assert "FVFXC2ABJ1WK (lt-carla-mba, MacBook Air M1): still held by Carla Diaz <carla.diaz@example.com>, who " \
            "left on 2026-10-31 (26 days ago)" in body
     assert "Devices not seen for 21+ days [unseen] (1)" in body
-    gaps = body.split("New coverage gaps [gaps] (2)")[1]
-    assert "FVFXC2ABJ1WK" in gaps and "F17ZK3LMN0D8 (ph-ana, iPhone15,2), held by ana.souza@example.com: managed " \
-                                      "by the MDM but no EDR agent" in gaps
+    gaps = body.split("New coverage gaps [gaps] (1)")[1]
+    # Carla's laptop has no EDR agent; Ana's iPhone neither, but a phone is not expected to run one.
+    assert "FVFXC2ABJ1WK (lt-carla-mba, MacBook Air M1), held by carla.diaz@example.com: managed by the MDM but " \
+           "no EDR agent" in gaps and "F17ZK3LMN0D8" not in gaps
     assert "PF3ZZZZZ" not in body  # edr-not-managed is not one of the rule's gaps
 
     # The same day again: nothing is due, nothing is sent.
@@ -221,8 +227,8 @@ def test_remind_command_with_auth_starttls_and_a_slack_webhook(demo, tmp_path: P
         assert smtp.messages == [] and slack.calls == []
         result = demo.cli("remind", "--as-of", "2026-11-26")
         assert result.exit_code == 0, result.output
-        assert "5 items match the rules; 10 newly due" in result.output
-        assert "delivered smtp: 5, slack: 5" in result.output
+        assert ": 7 item" in result.output and "match the rules; 14 newly due" in result.output
+        assert "delivered smtp: 7, slack: 7" in result.output
         [mail] = smtp.messages
         assert mail.tls and mail.auth_user == "itam"
         [post] = slack.calls
@@ -257,6 +263,6 @@ def test_reminders_on_postgres(demo, smtp: SmtpServer, postgres_url: str) -> Non
 
     store = Store.open(postgres_url)
     first = run_reminders(settings, store, now=NOW)
-    assert first.queued == 5 and len(smtp.messages) == 1
+    assert first.queued == 7 and len(smtp.messages) == 1
     assert run_reminders(settings, store, now=NOW).queued == 0 and len(smtp.messages) == 1
     store.close()

@@ -166,7 +166,8 @@ def test_report_page_in_chromium(server: str, tmp_path: Path) -> None:
     svg = re.search(r'<svg class="chart".*?</svg>', dom, re.S)
     assert svg is not None
     bars = dict(re.findall(r"<title>([a-z-]+): (\d+)</title>", svg.group(0)))
-    assert bars.get("mdm-without-edr") == "2" and bars.get("procured-never-seen") == "2"
+    # Carla's laptop (Ana's iPhone is not expected to run an EDR agent: issue #15 item 10).
+    assert bars.get("mdm-without-edr") == "1" and bars.get("procured-never-seen") == "2"
     table = dom.split('id="report-table"', 1)[1]
     assert "FVFXC2ABJ1WK" in table and "PF9NEW001" in table
     assert_real_png(screenshot(tmp_path, f"{server}/reports/coverage-gaps?token={TOKEN}", "report"))

@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 from itam_sync.store.repos.base import Db
 from itam_sync.store.repos.conflicts import ConflictsRepo
 from itam_sync.store.repos.entities import EntitiesRepo
+from itam_sync.store.repos.kpi_history import KpiHistoryRepo
 from itam_sync.store.repos.leases import LeasesRepo
 from itam_sync.store.repos.merge_log import MergeLogRepo
 from itam_sync.store.repos.overrides import OverridesRepo
@@ -34,6 +35,7 @@ class Repos:
         self.reports = ReportQueries(self.db)
         self.publish = PublishRepo(self.db)
         self.leases = LeasesRepo(self.db)
+        self.kpi_history = KpiHistoryRepo(self.db)  # overview KPI snapshots (insight/dashboard.py)
 
 
 __all__ = ["Db", "Repos", "RunsRepo", "RecordsRepo", "QuarantineRepo", "EntitiesRepo", "ConflictsRepo", "OverridesRepo", "MergeLogRepo", "WebQueries", "ReportQueries", "PublishRepo", "LeasesRepo"]

@@ -152,6 +152,25 @@ class MergeLogRepo(RepoBase):
                 yield r[0], r[1], r[2], r[3], r[4]
             last = rows[-1][0]
 
+    def report_field_changes(self, field: str, entity_type: str = "asset", since: str | None = None,
+                             batch: int = 5000) -> Iterator[tuple[int, int, str, str | None, str | None, str | None,
+                                                                  int | None, str | None]]:
+        """(log id, entity id, at, old JSON, new JSON, source, run id, actor) of every logged set/clear of
+        `field` on entities of this type, at or after `since`, in log order."""
+        first = self.log_id_range(since, None)[0] if since else 0
+        if first is None:
+            return
+        last = first - 1
+        while True:
+            rows = self._exec("SELECT id, entity_id, at, old_value, new_value, source, run_id, actor FROM merge_log "
+                              "WHERE id>? AND field=? AND entity_type=? AND action IN ('set', 'clear') "
+                              "ORDER BY id LIMIT ?", (last, field, entity_type, batch)).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
+            last = rows[-1][0]
+
     def report_assignment_changes(self, batch: int = 5000) -> Iterator[tuple[int, str | None, str | None, str]]:
         """(asset id, old JSON, new JSON, at) of every logged change of an asset's assigned_to, in log order."""
         last = 0
