@@ -398,23 +398,6 @@ def _print_run_errors_once(flags: dict[str, Any]) -> None:
     click.get_current_context().call_on_close(lambda: runner_log.removeFilter(drop))
 
 
-class _RunErrorFilter(logging.Filter):
-    """Drops the runner's "run N of X failed" log line: `run` prints the same error as one clear line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and str(record.msg).startswith("run %s of %s"))
-
-
-def _print_run_errors_once(flags: dict[str, Any]) -> None:
-    """For this command, a failed connector run is printed once, as `error: sync of X failed ...` (JSON logs
-    keep the runner's line: machines read those)."""
-    if flags.get("log_format") == "json":
-        return
-    runner_log, drop = logging.getLogger("itam_sync.engine.runner"), _RunErrorFilter()
-    runner_log.addFilter(drop)
-    click.get_current_context().call_on_close(lambda: runner_log.removeFilter(drop))
-
-
 @click.command("connectors")
 @handle_errors
 def connectors_cmd() -> None:
