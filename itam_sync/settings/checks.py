@@ -13,15 +13,13 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from itam_sync.model.canonical import FIELDS, EntityType
-from itam_sync.settings.models import DATABASE_URL_ENV, SECRET_REF
+from itam_sync.settings.models import DATABASE_URL_ENV, SECRET_REF, Settings
+from itam_sync.settings.problems import Lines, format_problem
 from itam_sync.settings.secrets import _secret_refs_at
-
-if TYPE_CHECKING:
-    from itam_sync.settings.loader import LoadedConfig
 
 # Placeholder ids `itam-sync init` writes where only the operator knows the value (a tenant id, a key id).
 PLACEHOLDER_IDS = ("00000000-0000-0000-0000-000000000000",)
@@ -39,44 +37,39 @@ def is_secret_setting(name: str) -> bool:
     return bool(_SECRET_NAME.search(name.lower()))
 
 
-def _fmt(loaded: LoadedConfig, file: str, loc: tuple[Any, ...], msg: str, hint: str = "") -> str:
-    from itam_sync.settings.loader import format_problem
-
-    return format_problem(file, loaded.lines, loc, msg, hint)
-
-
-def config_problems(loaded: LoadedConfig, file: str) -> list[str]:
+def config_problems(s: Settings, lines: Lines, file: str) -> list[str]:
     """Every problem of these kinds, each with file:line, key and the fix."""
-    s = loaded.settings
-    problems = store_url_problems(loaded, file)
+    problems = store_url_problems(s, lines, file)
     blocks: list[tuple[tuple[Any, ...], str, dict[str, Any], bool]] = [
         (("connectors", i), c.name, c.settings, c.enabled) for i, c in enumerate(s.connectors)]
     blocks += [(("sinks", i), c.name, c.settings, c.enabled) for i, c in enumerate(s.sinks)]
     for where, name, settings, enabled in blocks:
-        problems += _secret_problems(loaded, file, where, name, settings)
+        problems += _secret_problems(lines, file, where, name, settings)
         if enabled:
-            problems += _placeholder_problems(loaded, file, where, settings)
+            problems += _placeholder_problems(lines, file, where, settings)
     for ent, keys in ((EntityType.ASSET, s.identity.asset_keys), (EntityType.PERSON, s.identity.person_keys),
                       (EntityType.SUBSCRIPTION, s.identity.subscription_keys)):
         for n, key in enumerate(keys):
             if key not in FIELDS[ent]:
                 close = difflib.get_close_matches(key, FIELDS[ent], n=1)
-                problems.append(_fmt(loaded, file, ("identity", f"{ent.value}_keys", n),
-                                     f"{key!r} is not a canonical {ent.value} field, so it can never match",
-                                     f"did you mean {close[0]!r}?" if close
-                                     else f"use canonical fields such as {', '.join(list(FIELDS[ent])[:4])}"))
+                hint = (f"did you mean {close[0]!r}?" if close
+                        else f"use canonical fields such as {', '.join(list(FIELDS[ent])[:4])}")
+                problems.append(format_problem(file, lines, ("identity", f"{ent.value}_keys", n),
+                                               f"{key!r} is not a canonical {ent.value} field, so it can never "
+                                               "match", hint))
     if s.service.timezone:
         try:
             ZoneInfo(s.service.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            problems.append(_fmt(loaded, file, ("service", "timezone"), f"unknown time zone {s.service.timezone!r}",
-                                 "use an IANA name such as Europe/Lisbon or UTC"))
+            problems.append(format_problem(file, lines, ("service", "timezone"),
+                                           f"unknown time zone {s.service.timezone!r}",
+                                           "use an IANA name such as Europe/Lisbon or UTC"))
     return problems
 
 
-def store_url_problems(loaded: LoadedConfig, file: str) -> list[str]:
+def store_url_problems(s: Settings, lines: Lines, file: str) -> list[str]:
     """A store URL no driver serves: an unknown scheme, or a SQLite URL without its third slash."""
-    url = loaded.settings.store.url.strip()
+    url = s.store.url.strip()
     env = os.environ.get(DATABASE_URL_ENV, "").strip()
     where = f"{DATABASE_URL_ENV} (environment)" if env and env == url else None
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
@@ -95,10 +88,10 @@ def store_url_problems(loaded: LoadedConfig, file: str) -> list[str]:
         return []
     if where:
         return [f"{where}: {msg} (fix: {hint})"]
-    return [_fmt(loaded, file, ("store", "url"), msg, hint)]
+    return [format_problem(file, lines, ("store", "url"), msg, hint)]
 
 
-def _secret_problems(loaded: LoadedConfig, file: str, where: tuple[Any, ...], name: str,
+def _secret_problems(lines: Lines, file: str, where: tuple[Any, ...], name: str,
                      settings: dict[str, Any]) -> list[str]:
     problems = []
     for path, value in _strings(settings, ()):
@@ -106,28 +99,29 @@ def _secret_problems(loaded: LoadedConfig, file: str, where: tuple[Any, ...], na
         m = _SHELL_REF.search(value)
         if m:
             var = m.group(1) or m.group(2)
-            problems.append(_fmt(loaded, file, loc, f"{m.group(0)} is a shell-style reference, which itam-sync "
-                                 "does not expand (it would be sent as is)",
-                                 f"write ${{env:{var}}} (or ${{file:/run/secrets/...}})"))
+            problems.append(format_problem(file, lines, loc, f"{m.group(0)} is a shell-style reference, which "
+                                           "itam-sync does not expand (it would be sent as is)",
+                                           f"write ${{env:{var}}} (or ${{file:/run/secrets/...}})"))
             continue
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
         if is_secret_setting(key) and value.strip() and not SECRET_REF.search(value):
             var = re.sub(r"[^A-Z0-9]+", "_", f"{name}_{key}".upper()).strip("_")
-            problems.append(_fmt(loaded, file, loc, f"{key} holds a literal secret; config files end up in "
-                                 "version control and backups, so secrets must be references",
-                                 f"export {var}=... and write ${{env:{var}}}, or ${{file:/run/secrets/{name}_{key}}}"))
+            problems.append(format_problem(file, lines, loc, f"{key} holds a literal secret; config files end up "
+                                           "in version control and backups, so secrets must be references",
+                                           f"export {var}=... and write ${{env:{var}}}, or "
+                                           f"${{file:/run/secrets/{name}_{key}}}"))
     return problems
 
 
-def _placeholder_problems(loaded: LoadedConfig, file: str, where: tuple[Any, ...],
+def _placeholder_problems(lines: Lines, file: str, where: tuple[Any, ...],
                           settings: dict[str, Any]) -> list[str]:
     problems = []
     for path, value in _strings(settings, ()):
         if any(p in value for p in PLACEHOLDER_IDS):
             key = ".".join(map(str, path))
-            problems.append(_fmt(loaded, file, (*where, "settings", *path),
-                                 f"{value!r} is the placeholder `itam-sync init` wrote",
-                                 f"put your real {key} here (or set enabled: false until you have it)"))
+            problems.append(format_problem(file, lines, (*where, "settings", *path),
+                                           f"{value!r} is the placeholder `itam-sync init` wrote",
+                                           f"put your real {key} here (or set enabled: false until you have it)"))
     return problems
 
 
@@ -141,10 +135,9 @@ def _strings(value: Any, path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], s
     return []
 
 
-def secret_warnings(loaded: LoadedConfig, file: str) -> list[str]:
+def secret_warnings(s: Settings, lines: Lines, file: str) -> list[str]:
     """One line naming every secret reference that cannot be resolved here, of enabled connectors and sinks
     and the reminder delivery; [] when all resolve. Disabled blocks are not run, so they are not mentioned."""
-    s = loaded.settings
     refs: list[tuple[tuple[Any, ...], str, str, str]] = []  # (location, whose, kind, reference)
     for i, c in enumerate(s.connectors):
         if c.enabled:
@@ -165,7 +158,7 @@ def secret_warnings(loaded: LoadedConfig, file: str) -> list[str]:
         if (kind == "env" and ref in os.environ) or (kind == "file" and Path(ref).exists()):
             continue
         label = f"${ref}" if kind == "env" else f"file {ref}"
-        line = loaded.lines.get(loc)
+        line = lines.get(loc)
         missing.setdefault(label, []).append(f"{whose}{f' line {line}' if line else ''}")
     if not missing:
         return []

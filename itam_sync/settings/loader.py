@@ -18,6 +18,7 @@ from itam_sync.model.canonical import FIELDS, EntityType
 from itam_sync.settings.checks import config_problems, secret_warnings
 from itam_sync.settings.models import DATABASE_URL_ENV, ConfigError, Settings
 from itam_sync.settings.paths import resolve_store_url
+from itam_sync.settings.problems import format_problem, line_of  # noqa: F401 - line_of: re-exported here
 
 
 @dataclass
@@ -41,14 +42,6 @@ def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
             _node_lines(v, path + (i,), out)
-
-
-def line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
-    """The YAML line of `loc`, or of its nearest parent that has one."""
-    for n in range(len(loc), -1, -1):
-        if tuple(loc[:n]) in lines:
-            return lines[tuple(loc[:n])]
-    return None
 
 
 def _hint(msg: str, loc: tuple[Any, ...]) -> str:
@@ -94,15 +87,6 @@ def _model_in(annotation: Any) -> tuple[Any, bool]:
         if found is not None:
             return found, keyed
     return None, False
-
-
-def format_problem(file: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...], msg: str,
-                   hint: str = "") -> str:
-    line = line_of(lines, loc)
-    where = f"{file}:{line}" if line else file
-    key = ".".join(str(p) for p in loc) or "(top level)"
-    text = f"{where}: {key}: {msg}"
-    return f"{text} (fix: {hint})" if hint else text
 
 
 def load_settings(path: str | Path) -> LoadedConfig:
@@ -183,8 +167,8 @@ def _semantic_problems(loaded: LoadedConfig, file: str) -> list[str]:
             at = [str(n + 1) for n, x in enumerate(order) if x == src]
             problems.append(format_problem(file, lines, loc, f"circular precedence: source {src!r} is listed "
                                            f"{len(at)} times (positions {', '.join(at)})", "list each source once"))
-    loaded.secret_warnings = secret_warnings(loaded, file)
-    problems += config_problems(loaded, file)
+    loaded.secret_warnings = secret_warnings(s, lines, file)
+    problems += config_problems(s, lines, file)
     problems += _publishing_problems(loaded, file)
     return problems
 
