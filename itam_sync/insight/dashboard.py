@@ -21,12 +21,12 @@ from typing import Any
 
 from itam_sync.insight.accounts import still_active_accounts
 from itam_sync.insight.base import ReportContext, ReportInfo, ReportResult, make_result, with_totals
-from itam_sync.insight.depreciation import depreciation_rows
+from itam_sync.insight.depreciation import book_value_totals
 from itam_sync.insight.devices import offboarding
 from itam_sync.insight.kpis import kpis
 from itam_sync.insight.licences import SpendRow, renewals, seats, spend
-from itam_sync.insight.os_eol import os_eol
-from itam_sync.insight.refresh import refresh_rows
+from itam_sync.insight.os_eol import unsupported_count
+from itam_sync.insight.refresh import refresh_count
 from itam_sync.store import Store
 from itam_sync.store.repos import Repos
 
@@ -80,16 +80,12 @@ def _current(repo: Repos, ctx: ReportContext) -> tuple[list[tuple[str, str, floa
             by_cur[r.currency or "?"] += r.unused_cost_per_year
     for cur, v in sorted(by_cur.items()):
         out.append((f"unused_seat_cost_{cur}", "Unused seats, cost per year", round(v, 2), cur, "seats"))
-    book: dict[str, float] = defaultdict(float)
-    for d in depreciation_rows(repo, ctx)[0]:
-        book[d.currency or "?"] += d.book_value
-    for cur, v in sorted(book.items()):
-        out.append((f"book_value_{cur}", "Book value", round(v, 2), cur, "depreciation"))
+    for currency, v in sorted(book_value_totals(repo, ctx).items(), key=lambda kv: kv[0] or ""):
+        out.append((f"book_value_{currency or '?'}", "Book value", v, currency or "?", "depreciation"))
     out.append(("refresh_due", f"Devices due for refresh (overdue or within {REFRESH_DAYS} days)",
-                float(len(refresh_rows(repo, ctx, REFRESH_DAYS)[0])), "devices", "refresh"))
-    eol = os_eol(repo, ReportContext(ctx.settings, ctx.now, 0, ctx.filters)).rows
-    out.append(("unsupported_os", "Devices on an OS past its end of support",
-                float(sum(r.status == "past" for r in eol)), "devices", "os-eol"))
+                float(refresh_count(repo, ctx, REFRESH_DAYS)), "devices", "refresh"))
+    out.append(("unsupported_os", "Devices on an OS past its end of support", float(unsupported_count(repo, ctx)),
+                "devices", "os-eol"))
     out.append(("open_conflicts", "Open identity conflicts", float(repo.web.web_overview()["open_conflicts"]),
                 "conflicts", None))
     return out, spend(repo, ctx).rows

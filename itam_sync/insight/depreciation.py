@@ -17,6 +17,7 @@ left out.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -135,23 +136,40 @@ def _when(done_on: date, as_of: date) -> str:
     return ""
 
 
+_FIELDS = ("purchase_cost", "purchase_date", "currency", "lifecycle_state", *FILTER_FIELDS)
+
+
+def _on_books(repo: Repos, ctx: ReportContext, matcher: AssetMatcher, no_rule: dict[str, int]
+              ) -> Iterator[tuple[int, dict[str, Any], float, date, DepreciationRule]]:
+    """(id, scanned fields, cost, purchase date, rule) of every asset depreciated (not disposed, with a cost,
+    a purchase date and a rule); kinds with no rule are counted in `no_rule`."""
+    cfg = ctx.settings.lifecycle
+    for eid, g in scan(repo, _FIELDS, ("active", "missing")):
+        cost, bought = as_num(val(g, "purchase_cost")), parse_date(val(g, "purchase_date"))
+        if val(g, "lifecycle_state") == "disposed" or cost is None or bought is None or not matcher.match(eid, g):
+            continue
+        rule = cfg.depreciation_rule(val(g, "kind")) if cfg.depreciation else DEFAULT_RULE
+        if rule is None:
+            no_rule[str(val(g, "kind") or "(no kind)")] += 1
+            continue
+        yield eid, g, cost, bought, rule
+
+
+def book_value_totals(repo: Repos, ctx: ReportContext) -> dict[str | None, float]:
+    """Book value per currency at ctx.today (the overview's number; no whole records loaded)."""
+    out: dict[str | None, float] = defaultdict(float)
+    for _eid, g, cost, bought, rule in _on_books(repo, ctx, AssetMatcher(repo, ctx), defaultdict(int)):
+        out[val(g, "currency")] += book_value(cost, bought, rule, ctx.today).book_value
+    return {cur: round(v, 2) for cur, v in out.items()}
+
+
 def depreciation_rows(repo: Repos, ctx: ReportContext) -> tuple[list[DepreciationRow], list[str]]:
     """The per-asset rows at ctx.today, and notes on what was left out."""
     cfg = ctx.settings.lifecycle
     as_of = ctx.today
     matcher = AssetMatcher(repo, ctx)
-    kept: list[int] = []
     no_rule: dict[str, int] = defaultdict(int)
-    for eid, g in scan(repo, ("purchase_cost", "purchase_date", "lifecycle_state", *FILTER_FIELDS),
-                       ("active", "missing")):
-        if val(g, "lifecycle_state") == "disposed" or as_num(val(g, "purchase_cost")) is None:
-            continue
-        if parse_date(val(g, "purchase_date")) is None or not matcher.match(eid, g):
-            continue
-        if cfg.depreciation and cfg.depreciation_rule(val(g, "kind")) is None:
-            no_rule[str(val(g, "kind") or "(no kind)")] += 1
-            continue
-        kept.append(eid)
+    kept = [eid for eid, *_ in _on_books(repo, ctx, matcher, no_rule)]
     rows = []
     for eid, g in sorted(load_full(repo, kept).items()):
         cost, bought = as_num(val(g, "purchase_cost")), parse_date(val(g, "purchase_date"))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -83,9 +83,14 @@ class OsCatalog:
     snapshot: date
     source: str
     lines: dict[tuple[str, str, str | None], OsLine]
+    _families: dict[str, list[OsLine]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for (fam, _r, _e), ln in self.lines.items():
+            self._families.setdefault(fam, []).append(ln)
 
     def family_lines(self, family: str) -> list[OsLine]:
-        return [ln for (f, _r, _e), ln in self.lines.items() if f == family]
+        return self._families.get(family, [])
 
     def by_build(self, family: str, build: str) -> str | None:
         """The release of a family with this build (server: the long-term release, not a semi-annual one)."""
@@ -327,6 +332,21 @@ class OsSupport:
     end: date | None  # the end that counts (standard, or extended when configured)
     days_left: int | None  # negative: past its end
     note: str
+
+
+class SupportCache:
+    """os_support for many devices: devices share a few distinct OS strings, so each is worked out once."""
+
+    def __init__(self, settings: Settings, catalog: OsCatalog, today: date) -> None:
+        self.settings, self.catalog, self.today = settings, catalog, today
+        self._memo: dict[tuple[str, str, bool], OsSupport] = {}
+
+    def get(self, os_name: Any, os_version: Any, kind: str | None) -> OsSupport:
+        key = (str(os_name or ""), str(os_version or ""), (kind or "") in SERVER_KINDS)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = os_support(self.settings, self.catalog, os_name, os_version, kind, self.today)
+        return hit
 
 
 def os_support(settings: Settings, catalog: OsCatalog, os_name: Any, os_version: Any, kind: str | None,

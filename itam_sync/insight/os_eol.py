@@ -18,7 +18,7 @@ from itam_sync.insight.base import (
     val,
     with_totals,
 )
-from itam_sync.insight.os_catalog import OsSupport, load_catalog, os_support
+from itam_sync.insight.os_catalog import OsSupport, SupportCache, load_catalog
 from itam_sync.store.repos import Repos
 
 OS_EOL = ReportInfo(
@@ -65,8 +65,8 @@ def os_eol(repo: Repos, ctx: ReportContext) -> ReportResult:
     """Devices past end of support or reaching it within --days (default 90), then the ones not mapped."""
     horizon = ctx.days if ctx.days is not None else 90
     catalog = load_catalog(ctx.settings)
+    support = SupportCache(ctx.settings, catalog, ctx.today)
     matcher = AssetMatcher(repo, ctx)
-    today = ctx.today
     kept: dict[int, OsSupport] = {}
     no_os = 0
     for eid, st, entries in repo.reports.report_values("asset", _FIELDS):
@@ -76,7 +76,7 @@ def os_eol(repo: Repos, ctx: ReportContext) -> ReportResult:
         if not val(g, "os_name") and not val(g, "os_version"):
             no_os += 1
             continue
-        sup = os_support(ctx.settings, catalog, val(g, "os_name"), val(g, "os_version"), val(g, "kind"), today)
+        sup = support.get(val(g, "os_name"), val(g, "os_version"), val(g, "kind"))
         if sup.line is None or (sup.days_left is not None and sup.days_left <= horizon):
             kept[eid] = sup
     rows = []
@@ -110,3 +110,17 @@ def os_eol(repo: Repos, ctx: ReportContext) -> ReportResult:
         notes.append(f"{no_os} in-use assets report no os_name or os_version (not listed)")
     result = make_result(OS_EOL, ctx, OsEolRow, rows, {"days": horizon}, notes)
     return with_totals(result, "Devices per release line", OsEolTotalRow, totals)
+
+
+def unsupported_count(repo: Repos, ctx: ReportContext) -> int:
+    """In-use devices on an OS past its end of support (the overview's number; no whole records loaded)."""
+    support = SupportCache(ctx.settings, load_catalog(ctx.settings), ctx.today)
+    matcher = AssetMatcher(repo, ctx)
+    n = 0
+    for eid, st, entries in repo.reports.report_values("asset", _FIELDS):
+        g = dict(zip(_FIELDS, entries, strict=True))
+        if not in_use(st, g) or not (val(g, "os_name") or val(g, "os_version")) or not matcher.match(eid, g):
+            continue
+        sup = support.get(val(g, "os_name"), val(g, "os_version"), val(g, "kind"))
+        n += sup.days_left is not None and sup.days_left < 0
+    return n

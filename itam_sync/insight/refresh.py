@@ -163,18 +163,18 @@ class Prices:
 _FIELDS = ("purchase_cost", "purchase_date", "currency", "model", "lifecycle_state", *FILTER_FIELDS)
 
 
-def refresh_rows(repo: Repos, ctx: ReportContext, horizon_days: int) -> tuple[list[RefreshRow], list[str]]:
-    """Devices due within `horizon_days` (and every overdue one), and notes."""
+def _due(repo: Repos, ctx: ReportContext, horizon_days: int, matcher: AssetMatcher, prices: Prices | None
+         ) -> tuple[dict[int, tuple[date, float]], int]:
+    """(asset id -> (due date, refresh years)) of in-use devices due within `horizon_days` or overdue, and how
+    many planned devices have no purchase date; every purchase is counted into `prices` on the way."""
     cfg = ctx.settings.lifecycle
-    today = ctx.today
-    until = today + timedelta(days=horizon_days)
-    prices = Prices(ctx.settings, today)
-    matcher = AssetMatcher(repo, ctx)
+    until = ctx.today + timedelta(days=horizon_days)
     due: dict[int, tuple[date, float]] = {}
     no_date = 0
     for eid, st, entries in repo.reports.report_values("asset", _FIELDS):
         g = dict(zip(_FIELDS, entries, strict=True))
-        prices.add(g)
+        if prices is not None:
+            prices.add(g)
         years = cfg.refresh_years(val(g, "kind"))
         if years is None or not in_use(st, g) or not matcher.match(eid, g):
             continue
@@ -185,6 +185,21 @@ def refresh_rows(repo: Repos, ctx: ReportContext, horizon_days: int) -> tuple[li
         when = add_months(bought, round(years * 12))
         if when <= until:
             due[eid] = (when, years)
+    return due, no_date
+
+
+def refresh_count(repo: Repos, ctx: ReportContext, horizon_days: int) -> int:
+    """In-use devices overdue or due within `horizon_days` (the overview's number; no whole records loaded)."""
+    return len(_due(repo, ctx, horizon_days, AssetMatcher(repo, ctx), None)[0])
+
+
+def refresh_rows(repo: Repos, ctx: ReportContext, horizon_days: int) -> tuple[list[RefreshRow], list[str]]:
+    """Devices due within `horizon_days` (and every overdue one), and notes."""
+    cfg = ctx.settings.lifecycle
+    today = ctx.today
+    prices = Prices(ctx.settings, today)
+    matcher = AssetMatcher(repo, ctx)
+    due, no_date = _due(repo, ctx, horizon_days, matcher, prices)
     rows = []
     for eid, g in load_full(repo, list(due)).items():
         when, years = due[eid]
