@@ -144,7 +144,11 @@ def _date(v: Any) -> date | None:
 
 @functools.lru_cache(maxsize=4)
 def _bundled(path: Path) -> tuple[int, date, str, tuple[OsLine, ...]]:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing: this itam-sync was packaged without its OS data file "
+                                "(package-data itam_sync.insight *.yaml); reinstall it") from None
     lines = []
     for family, spec in doc["families"].items():
         for ln in spec["lines"]:
