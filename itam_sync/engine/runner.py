@@ -41,7 +41,7 @@ from itam_sync.settings.redaction import redact
 from itam_sync.store import Store
 from itam_sync.store.leases import MERGE_LEASE, Lease, LeaseBusy, LeaseInfo, connector_lease
 from itam_sync.store.repos import Repos
-from itam_sync.store.repos.base import dumps
+from itam_sync.store.repos.base import dumps, dumps_bytes
 
 log = logging.getLogger(__name__)
 Indexed = tuple[int, str, int | None, bool, str]  # a staged record: id, hash, entity, missing, filled fields
@@ -510,8 +510,9 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
                 continue
             if tracker.pending and type(raw) is dict:
                 tracker.see(raw)
-            raw_json = dumps(raw)
-            digest = hashlib.blake2b(raw_json.encode(), digest_size=16).hexdigest()
+            raw_bytes = dumps_bytes(raw)  # hashed as written: no second encode
+            digest = hashlib.blake2b(raw_bytes, digest_size=16).hexdigest()
+            raw_json = raw_bytes.decode()
             try:
                 key = smap.source_key(raw)
             except MappingError as exc:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from itam_sync.model.canonical import EntityType
-from itam_sync.store.repos.base import RepoBase, chunks
+from itam_sync.store.repos.base import RepoBase, chunks, loads
 
 
 class EntitiesRepo(RepoBase):
@@ -90,11 +89,10 @@ class EntitiesRepo(RepoBase):
             if not rows:
                 return
             for i, g, s in rows:
-                yield i, json.loads(g), s
+                yield i, loads(g), s
             last = rows[-1][0]
 
     def goldens(self, entity_ids: Iterable[int]) -> dict[int, tuple[str, dict[str, Any], str]]:
-        loads = json.loads
         return {i: (t, loads(g), s) for i, t, g, s in self._in(
             "SELECT id, entity_type, golden, status FROM entities WHERE id IN ({in})", entity_ids)}
 

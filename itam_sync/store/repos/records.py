@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from itam_sync.model.observation import SourceValues
-from itam_sync.store.repos.base import RepoBase, chunks
+from itam_sync.store.repos.base import RepoBase, chunks, loads
 
 
 class RecordsRepo(RepoBase):
@@ -100,7 +100,6 @@ class RecordsRepo(RepoBase):
     def entity_sources(self, entity_ids: Iterable[int]) -> dict[int, list[SourceValues]]:
         """Live (not missing) source values of each entity."""
         out: dict[int, list[SourceValues]] = {}
-        loads = json.loads
         for e, conn, fields, at, rid in self._live(entity_ids):
             out.setdefault(e, []).append(SourceValues(conn, loads(fields), at, rid))
         return out
