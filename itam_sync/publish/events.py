@@ -2,8 +2,10 @@
 
 The merge log is the change feed: one event per merge-log row, and the event id IS the merge-log id, so a
 consumer resumes exactly where it stopped by asking for the events after the last id it processed
-(`itam-sync events --since-id N`, or a sink's saved position). Events are emitted to the webhook sink and as
-JSON lines (`itam-sync events`) for log shippers. The schema (`EVENT_JSON_SCHEMA`, documented in the README)
+(`itam-sync events --since-id N`, or a sink's saved position). An entity's first merge is one `create` row
+and so one `entity_created` event: `new` holds every field's value, `fields` each field's change as a
+`field_changed` event would give it (field, old, new, source, rule). Events are emitted to the webhook sink and
+as JSON lines (`itam-sync events`) for log shippers. The schema (`EVENT_JSON_SCHEMA`, documented in the README)
 only grows: new optional keys may appear, existing keys keep their meaning.
 
 Ordering: ids are handed out in commit order because every merge-log writer holds the store's write lock
@@ -22,6 +24,7 @@ from typing import Any
 from itam_sync.settings import Settings
 from itam_sync.store import Store
 from itam_sync.store.repos import Repos
+from itam_sync.store.repos.merge_log import CREATE, create_fields
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,10 @@ EVENT_TYPES: dict[str, str] = {
     "conflict": "conflict",
     "missing": "missing",
     "restored": "restored",
-    "override": "override_set",  # an operator's value, with the reason in `rule`
-    "unoverride": "override_removed",
+    CREATE: "entity_created",
 }
 TYPES: tuple[str, ...] = ("field_changed", "entity_linked", "entity_merged", "record_split", "conflict", "missing",
-                          "restored", "override_set", "override_removed", "other")
+                          "restored", "entity_created", "other")
 
 _DEFAULT_KEY_ORDER: dict[str, list[str]] = {
     "asset": ["instance_id", "serial_number", "hardware_uuid", "entra_device_id", "udid", "imei", "mac_addresses"],
@@ -62,7 +64,7 @@ EVENT_JSON_SCHEMA: dict[str, Any] = {
                "description": "The merge-log id: unique, increasing; resume after the last one processed."},
         "type": {"enum": list(TYPES), "description": "What happened (see the README table)."},
         "action": {"type": "string", "description": "The merge-log action: set, clear, link, merge, unlink, "
-                                                    "conflict, missing, restored."},
+                                                    "conflict, missing, restored, create."},
         "entity": {
             "type": "object",
             "required": ["type", "id", "key"],
@@ -75,13 +77,24 @@ EVENT_JSON_SCHEMA: dict[str, Any] = {
         },
         "field": {"type": ["string", "null"], "description": "The golden field (field_changed only)."},
         "old": {"description": "Value before (any JSON; null when there was none)."},
-        "new": {"description": "Value after (any JSON; null when cleared)."},
+        "new": {"description": "Value after (any JSON; null when cleared). entity_created: {field: value}."},
         "source": {"type": ["string", "null"], "description": "The connector (or `manual`) that decided."},
         "rule": {"type": ["string", "null"], "description": "The precedence rule or reason that decided."},
         "run": {"type": ["integer", "null"], "description": "The sync or merge run (sync_runs id); null for operator "
                                                             "actions."},
         "at": {"type": "string", "description": "When it was decided, UTC ISO-8601 (YYYY-MM-DDTHH:MM:SSZ)."},
         "actor": {"type": ["string", "null"], "description": "Who: the operator for manual actions, else null."},
+        "fields": {
+            "type": "array",
+            "description": "entity_created only: every field set by the first merge, in order, as field_changed "
+                           "events give them.",
+            "items": {
+                "type": "object",
+                "required": ["field", "old", "new", "source", "rule"],
+                "properties": {"field": {"type": "string"}, "old": {"type": "null"}, "new": {},
+                               "source": {"type": ["string", "null"]}, "rule": {"type": ["string", "null"]}},
+            },
+        },
     },
     "additionalProperties": True,
 }
@@ -105,12 +118,16 @@ class ChangeEvent:
     run: int | None
     at: str
     actor: str | None
+    fields: list[dict[str, Any]] | None = None  # entity_created: each field as a field_changed event gives it
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA_ID, "id": self.id, "type": self.type, "action": self.action,
-                "entity": {"type": self.entity_type, "id": self.entity_id, "key": self.entity_key},
-                "field": self.field, "old": self.old, "new": self.new, "source": self.source, "rule": self.rule,
-                "run": self.run, "at": self.at, "actor": self.actor}
+        out = {"schema": SCHEMA_ID, "id": self.id, "type": self.type, "action": self.action,
+               "entity": {"type": self.entity_type, "id": self.entity_id, "key": self.entity_key},
+               "field": self.field, "old": self.old, "new": self.new, "source": self.source, "rule": self.rule,
+               "run": self.run, "at": self.at, "actor": self.actor}
+        if self.fields is not None:
+            out["fields"] = self.fields
+        return out
 
     def to_json(self) -> str:
         """One line of JSON (no newline inside, keys in schema order)."""
@@ -147,13 +164,21 @@ def _loads(text: str | None) -> Any:
 
 def events_from_rows(repo: Repos, rows: Sequence[tuple[Any, ...]],
                      order: Mapping[str, Sequence[str]] = _DEFAULT_KEY_ORDER) -> list[ChangeEvent]:
-    """Merge-log rows (as `Repos.log_after` returns them) -> events, with each entity's strongest key."""
+    """Merge-log rows (as `Repos.log_after` returns them) -> events, with each entity's strongest key.
+
+    One event per row, so the event id stays the row's id: a first merge's create row is one entity_created
+    event whose `fields` are its per-field changes (read by the store's one create-row reader)."""
     keys = repo.entities.keys_of({r[4] for r in rows}) if rows else {}
     out = []
     for rid, run_id, at, etype, eid, action, field, old, new, source, rule, actor in rows:
-        out.append(ChangeEvent(rid, EVENT_TYPES.get(action, "other"), action, etype, eid,
-                               strongest_key(etype, keys.get(eid), order), field, _loads(old), _loads(new), source,
-                               rule, run_id, at, actor))
+        key = strongest_key(etype, keys.get(eid), order)
+        if action == CREATE:
+            changes = [{"field": f, "old": None, "new": v, "source": s, "rule": r} for f, v, s, r in create_fields(new)]
+            out.append(ChangeEvent(rid, EVENT_TYPES[CREATE], action, etype, eid, key, None, None,
+                                   {c["field"]: c["new"] for c in changes}, source, rule, run_id, at, actor, changes))
+            continue
+        out.append(ChangeEvent(rid, EVENT_TYPES.get(action, "other"), action, etype, eid, key, field, _loads(old),
+                               _loads(new), source, rule, run_id, at, actor))
     return out
 
 

@@ -256,8 +256,11 @@ class WebService:
 
     @staticmethod
     def _log_page(rows: list[dict[str, Any]], limit: int) -> LogPage:
-        more = len(rows) > limit
-        rows = rows[:limit]
+        shown = limit
+        while 0 < shown < len(rows) and rows[shown]["id"] == rows[shown - 1]["id"]:
+            shown += 1  # a first merge's fields share one log id: a page never splits them
+        more = len(rows) > shown
+        rows = rows[:shown]
         return LogPage(items=[_log_row(r) for r in rows], limit=limit,
                        next_before=rows[-1]["id"] if rows and more else None)
 

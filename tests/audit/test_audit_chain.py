@@ -50,9 +50,12 @@ def test_verify_passes_on_a_fresh_demo_sync(demo) -> None:  # type: ignore[no-un
 def test_verify_catches_a_hand_edited_row(demo) -> None:  # type: ignore[no-untyped-def]
     demo.cli("run", "--full", "-q")
     with _db(demo) as db:
-        rid = db.execute("SELECT id FROM merge_log WHERE action='set' AND field='assigned_to' ORDER BY id LIMIT 1"
-                         ).fetchone()[0]
-        db.execute("UPDATE merge_log SET new_value=? WHERE id=?", (json.dumps("mallory@example.com"), rid))
+        # A first sync logs each entity's fields in one create row: change one field's value inside it.
+        rid, body = db.execute("SELECT id, new_value FROM merge_log WHERE action='create' AND new_value LIKE "
+                               "'%\"assigned_to\"%' ORDER BY id LIMIT 1").fetchone()
+        fields = json.loads(body)
+        fields["assigned_to"][0] = "mallory@example.com"
+        db.execute("UPDATE merge_log SET new_value=? WHERE id=?", (json.dumps(fields), rid))
     result = _verify(demo)
     assert result.exit_code == 1
     assert f"chain broken at row {rid} (altered)" in result.output
@@ -242,7 +245,7 @@ def test_chain_on_postgres_with_concurrent_writers(demo, postgres_url: str) -> N
     assert len(actors) == 30 and actors in (["writer1"] * 15 + ["writer2"] * 15, ["writer2"] * 15 + ["writer1"] * 15)
     # A hand edit on PostgreSQL is caught and named too.
     with store.engine.begin() as conn:
-        rid = conn.exec_driver_sql("SELECT min(id) FROM merge_log WHERE action='set'").scalar()
+        rid = conn.exec_driver_sql("SELECT min(id) FROM merge_log WHERE action IN ('set', 'create')").scalar()
         conn.exec_driver_sql("UPDATE merge_log SET source='okta-users' WHERE id=%s", (rid,))
     store.close()
     result = _verify(demo)

@@ -16,7 +16,7 @@ from itam_sync.publish.events import EVENT_JSON_SCHEMA, SCHEMA_ID, TYPES, follow
 from itam_sync.settings import load_settings
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "null": (type(None),),
-                                            "object": (dict,)}
+                                            "object": (dict,), "array": (list,)}
 
 
 def check(value: Any, schema: dict[str, Any], where: str = "event") -> None:
@@ -48,17 +48,27 @@ def test_every_merge_log_row_is_an_event_in_the_documented_schema(demo) -> None:
     assert result.exit_code == 0, result.output
     events = lines(result.output)
     log_rows = json.loads(demo.cli("log", "--json", "--limit", "100000").output)
-    assert [e["id"] for e in events] == [r["id"] for r in log_rows]  # one event per row, in id order
+    # One event per stored row, in id order (`log` lists a first merge's create row field by field, one id).
+    assert [e["id"] for e in events] == sorted({r["id"] for r in log_rows})
     for e in events:
         check(e, EVENT_JSON_SCHEMA)
+        for change in e.get("fields", []):
+            check(change, EVENT_JSON_SCHEMA["properties"]["fields"]["items"])
     assert {e["schema"] for e in events} == {SCHEMA_ID}
     by_type = {t: [e for e in events if e["type"] == t] for t in TYPES}
-    assert by_type["entity_linked"] and by_type["field_changed"] and by_type["conflict"]
-    # A field change says what, from what to what, who decided and by which rule.
-    holder = next(e for e in by_type["field_changed"]
-                  if e["field"] == "assigned_to" and e["entity"]["key"] == "serial_number:C02FK1ABQ6L4")
-    assert holder["new"] == "bob.li@example.com" and holder["source"] == "mdm"
-    assert holder["entity"]["type"] == "asset" and holder["run"] is not None and holder["rule"]
+    assert by_type["entity_linked"] and by_type["entity_created"] and by_type["conflict"]
+    # A first merge is one entity_created event: every field, and for each what decided it and by which rule,
+    # exactly as `log` shows that row's per-field entries.
+    laptop = next(e for e in by_type["entity_created"] if e["entity"]["key"] == "serial_number:C02FK1ABQ6L4")
+    holder = next(c for c in laptop["fields"] if c["field"] == "assigned_to")
+    assert holder == {"field": "assigned_to", "old": None, "new": "bob.li@example.com", "source": "mdm",
+                      "rule": "freshness:90d"}
+    assert laptop["new"] == {c["field"]: c["new"] for c in laptop["fields"]}
+    assert (laptop["action"], laptop["field"], laptop["old"], laptop["rule"]) == ("create", None, None, "first merge")
+    logged = [r for r in log_rows if r["id"] == laptop["id"]]
+    assert [(r["action"], r["field"], r["old"], r["new"], r["source"], r["rule"]) for r in logged] == [
+        ("set", c["field"], None, c["new"], c["source"], c["rule"]) for c in laptop["fields"]]
+    assert laptop["entity"]["type"] == "asset" and laptop["run"] is not None
     # The refused dock-MAC link is a conflict event naming the key.
     [conflict] = by_type["conflict"]
     assert conflict["new"]["key"] == "mac:3c18a00b7c11"

@@ -12,6 +12,7 @@ from itam_sync.engine.merge.rules import Rules
 from itam_sync.model.canonical import EntityType
 from itam_sync.store.repos import Repos
 from itam_sync.store.repos.base import dumps, encode_value
+from itam_sync.store.repos.merge_log import CREATE, CREATE_RULE
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -36,7 +37,9 @@ def apply_merge(repo: Repos, entity_ids: list[int], rules: Rules, run_id: int | 
                 dry_run: bool = False, actor: str | None = None, examples: int = 3) -> MergeStats:
     """Merge `entity_ids` (sorted, in batches); write golden rows and one log row per changed field.
 
-    A golden record is stored as {field: [value, source, observed_at]}.
+    A golden record is stored as {field: [value, source, observed_at]}. An entity's first merge (an active
+    entity with no golden field yet) logs one `create` row, {field: [value, source, rule]}, in place of a
+    `set` row from nothing per field (see store/repos/merge_log.py).
     """
     stats = MergeStats()
     changed_fields = stats.changed_fields
@@ -60,6 +63,8 @@ def apply_merge(repo: Repos, entity_ids: list[int], rules: Rules, run_id: int | 
             status = "active" if recs else "missing"
             new: dict[str, list[Any]] = {}
             changed = status != old_status or len(decisions) != len(old)
+            first = not old and old_status == status == "active" and not dry_run
+            created: dict[str, list[Any]] | None = {} if first else None
             for f, d in decisions.items():
                 value = d.value
                 entry = [value, d.source, d.observed_at]
@@ -77,10 +82,15 @@ def apply_merge(repo: Repos, entity_ids: list[int], rules: Rules, run_id: int | 
                         ex.append({"entity": eid, "old": None if before is None else before[0], "new": value,
                                    "source": d.source, "rule": d.rule})
                     continue
+                if created is not None:
+                    created[f] = [value, d.source, d.rule]
+                    continue
                 add_log((run_id, at, etype, eid, "set", f, None if before is None else encode_value(before[0]),
                          encode_value(value), d.source, d.rule, actor))
             if not changed:
                 continue
+            if created:
+                add_log((run_id, at, etype, eid, CREATE, None, None, dumps(created), None, CREATE_RULE, actor))
             stats.changed_entities += 1
             for f in old.keys() - new.keys():
                 changed_fields[f] += 1

@@ -8,6 +8,7 @@ from typing import Any
 
 from itam_sync.model.canonical import EntityType
 from itam_sync.store.repos.base import RepoBase
+from itam_sync.store.repos.merge_log import as_dicts, expand_rows
 
 
 class WebQueries(RepoBase):
@@ -152,7 +153,8 @@ class WebQueries(RepoBase):
         return out
 
     def web_history(self, entity_id: int, before: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """An entity's merge-log rows, newest first, with ids below `before`; up to `limit` + 1 rows."""
+        """An entity's merge-log entries, newest first, with ids below `before`: up to `limit` + 1 stored rows,
+        each create row expanded to its per-field set entries (in field order, sharing its id)."""
         sql = ("SELECT id, run_id, at, entity_type, entity_id, action, field, old_value, new_value, source, rule, "
                "actor FROM merge_log WHERE entity_id=?")
         params: list[Any] = [entity_id]
@@ -160,15 +162,7 @@ class WebQueries(RepoBase):
             sql += " AND id<?"
             params.append(before)
         rows = self._exec(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
-        keys = ("id", "run_id", "at", "entity_type", "entity_id", "action", "field", "old", "new", "source", "rule",
-                "actor")
-        out = []
-        for r in rows:
-            d = dict(zip(keys, r, strict=True))
-            d["old"] = json.loads(d["old"]) if d["old"] is not None else None
-            d["new"] = json.loads(d["new"]) if d["new"] is not None else None
-            out.append(d)
-        return out
+        return as_dicts(e for r in rows for e in expand_rows((r,), decode=True))
 
     def web_conflicts(self, status: str | None = "open", entity_id: int | None = None, after: int | None = None,
                       limit: int = 50) -> list[dict[str, Any]]:
