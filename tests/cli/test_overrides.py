@@ -10,12 +10,11 @@ import json
 import sqlite3
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
-from fastapi.testclient import TestClient
 from tests_helpers import golden_by_key  # type: ignore[import-not-found]
 
 from itam_sync.cli.main import main
-from itam_sync.web import create_app
 
 LAPTOP = "C02FK1ABQ6L4"
 
@@ -145,7 +144,9 @@ def test_the_reason_is_in_the_chain_explain_web_api_and_log(demo, monkeypatch) -
     text = demo.cli("explain", LAPTOP).output
     assert f": {reason} (until 2099-01-01T00:00:00Z)" in text
     assert "override of assigned_to: (none) -> ana.souza@example.com [" in text  # the history line
-    # The web API and the asset page.
+    # The web API and the asset page (the `web` extra).
+    TestClient = pytest.importorskip("fastapi.testclient").TestClient
+    create_app = pytest.importorskip("itam_sync.web").create_app
     monkeypatch.delenv("ITAM_SYNC_WEB_TOKENS", raising=False)
     store = demo.store()
     with TestClient(create_app(demo.settings(), tokens=[], store=store), base_url="http://127.0.0.1") as client:
