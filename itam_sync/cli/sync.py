@@ -195,9 +195,10 @@ def init(wanted: str | None, output: str | None, force: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary table.")
 @click.option("--no-wait", is_flag=True, help="If another process (e.g. `serve`) is syncing a connector, say who "
               "and exit 1 instead of waiting for it.")
+@format_options
 @handle_errors
 def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink: bool, quiet: bool,
-        no_wait: bool) -> None:
+        no_wait: bool, fmt: str = "table", as_json: bool = False) -> None:
     """Sync connectors (all enabled ones by default) into the store, then merge.
 
     A connector that another process is syncing right now (`serve`, another shell) is waited for, with a
@@ -282,7 +283,19 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                       *(str(sum(s.get(k, 0) for s in streams)) for k in ("seen", "new", "changed", "unchanged",
                                                                           "quarantined")),
                       str(tot.get("missing_marked", 0)), str(tot.get("conflicts", 0)), f"{r.duration_s:.1f}")
-    if not quiet and results:
+    fmt = chosen_format(fmt, as_json)
+    if fmt != "table":  # one row per connector run (and, in JSON, what the merge did)
+        rows = [{"connector": r.connector, "run_id": r.run_id, "mode": r.mode, "status": r.status,
+                 **{k: sum(s.get(k, 0) for n, s in r.counts.items() if not n.startswith("_") and isinstance(s, dict))
+                    for k in ("seen", "new", "changed", "unchanged", "quarantined")},
+                 "missing_marked": r.counts.get("_total", {}).get("missing_marked", 0),
+                 "conflicts": r.counts.get("_total", {}).get("conflicts", 0),
+                 "duration_s": round(r.duration_s, 3), "message": r.message} for r in results]
+        if fmt == "csv":
+            emit_rows(rows, fmt)
+        else:
+            click.echo(json.dumps({"runs": rows, "merge": merged.as_dict()}, indent=2, default=str))
+    elif not quiet and results:
         out_console().print(table)
         out_console().print(f"merged {plural(merged.entities, 'entity', 'entities')}: "
                             f"{merged.changed_entities:,} changed, {plural(merged.log_rows, 'merge-log row')}")

@@ -142,6 +142,18 @@ def test_every_table_has_format_json_and_csv(demo, command: str) -> None:  # typ
     assert rows and all(len(r) == len(rows[0]) for r in rows)
 
 
+def test_run_has_format_json_and_csv_too(demo) -> None:  # type: ignore[no-untyped-def]
+    result = demo.cli("run", "--full", "--format", "json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [(r["connector"], r["status"], r["mode"]) for r in out["runs"]] == [
+        (n, "success", "full") for n in ("hr", "okta-users", "procurement", "mdm", "edr")]
+    assert out["runs"][0]["seen"] > 0 and out["merge"]["entities"] > 0
+    rows = list(csv.DictReader(io.StringIO(demo.cli("run", "--format", "csv").output)))
+    assert [r["connector"] for r in rows] == ["hr", "okta-users", "procurement", "mdm", "edr"]
+    assert {r["mode"] for r in rows} == {"incremental"}
+
+
 def test_every_json_flag_has_a_help_text() -> None:
     def walk(cmd: click.Command, path: str) -> list[str]:
         missing = [f"{path} {'/'.join(p.opts)}" for p in cmd.params
