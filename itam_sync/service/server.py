@@ -31,7 +31,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from itam_sync import clock
 from itam_sync.engine.registry import Registry
@@ -407,13 +407,19 @@ def build_app(svc: Service) -> FastAPI:
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.post("/runs")
-    def runs(body: RunBody, request: Request) -> JSONResponse:
-        ok, status, why = svc.authorized(request)
+    async def runs(request: Request) -> JSONResponse:
+        ok, status, why = svc.authorized(request)  # before the body is even parsed
         if not ok:
             # Not the connector asked for: an unauthenticated caller must not mint metric series.
             svc.metrics.events.labels("(unauthenticated)", "api", "rejected").inc()
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             return JSONResponse({"error": why}, status_code=status, headers=headers)
+        try:  # parsed here, not by FastAPI, whose 422 for a non-UTF-8 body is itself a 500
+            body = RunBody.model_validate_json(await request.body() or b"{}")
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            return JSONResponse({"error": f"not a run request ({problems}); send JSON such as "
+                                          '{"connector": "mdm", "full": false}'}, status_code=400)
         if body.connector is not None and body.connector not in svc.settings.connector_types():
             return JSONResponse({"error": f"no connector named {body.connector!r}"}, status_code=404)
         if body.connector is not None and body.connector not in svc.enabled:

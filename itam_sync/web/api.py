@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from itam_sync.http_guard import MAX_DB_INT
 from itam_sync.model.canonical import EntityType
 from itam_sync.web.auth import COOKIE, TokenAuth
 from itam_sync.web.models import (
@@ -59,8 +60,12 @@ def _svc(request: Request) -> WebService:
 
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-After = Annotated[int | None, Query(ge=0, description="Return records with ids above this (a page's next_after).")]
-Before = Annotated[int | None, Query(ge=0, description="Return the page just before this id (a page's prev_before).")]
+After = Annotated[int | None, Query(ge=0, le=MAX_DB_INT,
+                                    description="Return records with ids above this (a page's next_after).")]
+Before = Annotated[int | None, Query(ge=0, le=MAX_DB_INT,
+                                     description="Return the page just before this id (a page's prev_before).")]
+RunId = Annotated[int, Path(ge=0, le=MAX_DB_INT, description="A sync run's id.")]
+MAX_DAYS = 36500  # report windows: a century: past that a date window is meaningless (and overflows a date)
 StatusQ = Annotated[str | None, Query(description="Assets: lifecycle_state; people: status (active, suspended, "
                                       "terminated); subscriptions: billing_period.")]
 ERRORS: dict[int | str, dict[str, object]] = {401: {"model": Problem, "description": "No or invalid token"},
@@ -139,13 +144,13 @@ def build_api() -> APIRouter:
 
     @api.get("/runs", response_model=RunPage, tags=["runs"])
     def runs(request: Request, connector: str | None = None, status: str | None = None,
-             before: Annotated[int | None, Query(ge=0, description="Runs with ids below this (next_before).")]
-             = None, limit: Limit = 50) -> RunPage:
+             before: Annotated[int | None, Query(ge=0, le=MAX_DB_INT, description="Runs with ids below this "
+                                                 "(next_before).")] = None, limit: Limit = 50) -> RunPage:
         """Sync runs, newest first: mode, status, per-stream counts, duration and error."""
         return _svc(request).runs(before, limit, connector, status)
 
     @api.get("/runs/{run_id}", response_model=RunOut, tags=["runs"])
-    def run(request: Request, run_id: int) -> RunOut:
+    def run(request: Request, run_id: RunId) -> RunOut:
         """One sync run."""
         return _svc(request).run(run_id)
 
@@ -168,7 +173,7 @@ def build_api() -> APIRouter:
     @api.get("/reports/{name}", response_model=ReportOut, tags=["reports"],
              responses={200: {"content": {"text/csv": {}}}})
     def report(request: Request, name: str,
-               days: Annotated[int | None, Query(ge=0, description="The report's window in days, where it "
+               days: Annotated[int | None, Query(ge=0, le=MAX_DAYS, description="The report's window in days, where it "
                                                  "takes one (see GET /reports).")] = None,
                format: Annotated[Literal["json", "csv"], Query()] = "json",
                part: Annotated[Literal["rows", "totals"], Query(description="CSV of the rows or of the report's "

@@ -5,8 +5,10 @@ ITAM_SYNC_WEB_TOKENS environment variable (comma-separated). Only their SHA-256 
 and no token is ever logged. With no token the server serves without auth and binds to loopback only.
 
 The REST API takes `Authorization: Bearer <token>`. A browser signs in once (the login form, or a link with
-`?token=...` that is swapped for a cookie and stripped from the address bar); the cookie holds an HMAC of
-the token's digest under a key made when the server starts, so it is not the token and dies with the server.
+`?token=...` that is swapped for a cookie and stripped from the address bar); the cookie holds a random
+session id known only to this server process (`Sessions`): not the token, new at every sign-in, ended by
+signing out, after `http.session_idle_s` without a request and `http.session_max_s` after sign-in, and when
+the server stops.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import hmac
 import logging
 import os
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode
 
@@ -34,16 +39,66 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+class Sessions:
+    """Browser sessions of this server process: random ids (kept as SHA-256 digests), each with its sign-in
+    time and last use. A session ends at sign-out, after `idle_s` unused, `max_s` after sign-in, or when the
+    server stops; at most `limit` live at once (the oldest go first)."""
+
+    def __init__(self, idle_s: float = 1800.0, max_s: float = 43200.0, limit: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle_s, self.max_s, self.limit, self.clock = idle_s, max_s, limit, clock
+        self._live: dict[bytes, tuple[float, float]] = {}  # digest -> (signed in, last used)
+        self._lock = threading.Lock()
+
+    def start(self) -> str:
+        """A new session; its id goes into the browser's cookie."""
+        sid = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self._lock:
+            self._live = {d: t for d, t in self._live.items() if self._alive(t, now)}
+            while len(self._live) >= self.limit:
+                self._live.pop(min(self._live, key=lambda d: self._live[d][0]))
+            self._live[_digest(sid)] = (now, now)
+        return sid
+
+    def check(self, sid: str | None) -> bool:
+        """Is `sid` a live session? (and note its use, for the idle timeout)"""
+        if not sid:
+            return False
+        key, now = _digest(sid), self.clock()
+        with self._lock:
+            times = self._live.get(key)
+            if times is None:
+                return False
+            if not self._alive(times, now):
+                del self._live[key]
+                return False
+            self._live[key] = (times[0], now)
+            return True
+
+    def end(self, sid: str | None) -> None:
+        """Sign out: the session id is worthless from now on."""
+        if sid:
+            with self._lock:
+                self._live.pop(_digest(sid), None)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def _alive(self, times: tuple[float, float], now: float) -> bool:
+        return now - times[0] < self.max_s and now - times[1] < self.idle_s
+
+
 @dataclass
 class TokenAuth:
-    """The accepted tokens (as digests) and the per-process key that signs browser sessions."""
+    """The accepted tokens (as digests) and the browser sessions signed in with one of them."""
 
     digests: list[bytes] = field(default_factory=list)
-    session_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    sessions: Sessions = field(default_factory=Sessions)
 
     @classmethod
-    def from_tokens(cls, tokens: list[str]) -> TokenAuth:
-        return cls([_digest(t) for t in dict.fromkeys(t.strip() for t in tokens) if t])
+    def from_tokens(cls, tokens: list[str], sessions: Sessions | None = None) -> TokenAuth:
+        return cls([_digest(t) for t in dict.fromkeys(t.strip() for t in tokens) if t], sessions or Sessions())
 
     @property
     def enabled(self) -> bool:
@@ -59,17 +114,9 @@ class TokenAuth:
             ok |= hmac.compare_digest(d, candidate)
         return ok
 
-    def session_for(self, token: str) -> str:
-        """The cookie value for a browser that presented `token`."""
-        return hmac.new(self.session_key, _digest(token), hashlib.sha256).hexdigest()
-
     def check_session(self, value: str | None) -> bool:
-        if not value:
-            return False
-        ok = False
-        for candidate in self.digests:
-            ok |= hmac.compare_digest(value, hmac.new(self.session_key, candidate, hashlib.sha256).hexdigest())
-        return ok
+        """Is the cookie value `value` a live session of this server?"""
+        return self.enabled and self.sessions.check(value)
 
 
 def configured_tokens(settings: Settings, environ: dict[str, str] | None = None) -> list[str]:
@@ -112,10 +159,15 @@ class RedactTokenFilter(logging.Filter):
         return True
 
 
-SESSION_MAX_AGE = 12 * 3600
+def set_session_cookie(request: Request, resp: Response, auth: TokenAuth) -> None:
+    """Sign a browser in (it proved a token): a new session in an HttpOnly cookie, Secure over TLS; a session
+    the browser had before is ended (no fixation)."""
+    auth.sessions.end(request.cookies.get(COOKIE))
+    resp.set_cookie(COOKIE, auth.sessions.start(), max_age=int(auth.sessions.max_s), httponly=True,
+                    samesite="lax", secure=request.url.scheme == "https", path="/")
 
 
-def set_session_cookie(request: Request, resp: Response, auth: TokenAuth, token: str) -> None:
-    """Sign a browser in: an HttpOnly cookie holding a session value derived from the token."""
-    resp.set_cookie(COOKIE, auth.session_for(token), max_age=SESSION_MAX_AGE, httponly=True, samesite="lax",
-                    secure=request.url.scheme == "https", path="/")
+def end_session(request: Request, resp: Response, auth: TokenAuth) -> None:
+    """Sign a browser out: its session ends on the server and its cookie is dropped."""
+    auth.sessions.end(request.cookies.get(COOKIE))
+    resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https")

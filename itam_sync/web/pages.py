@@ -4,14 +4,15 @@ live search and auto-submitting filters)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
+from itam_sync.http_guard import MAX_DB_INT
 from itam_sync.model.canonical import EntityType
-from itam_sync.web.auth import COOKIE, TokenAuth, bearer_token, set_session_cookie, strip_token
+from itam_sync.web.auth import COOKIE, TokenAuth, bearer_token, end_session, set_session_cookie, strip_token
 from itam_sync.web.render import _safe_next, int_param, render, render_login
 from itam_sync.web.reporting import add_report_pages
 from itam_sync.web.service import (
@@ -122,13 +123,14 @@ def build_pages() -> APIRouter:
             return render(request, "login.html", status_code=401, error="that token is not valid", next=target,
                           nav="login")
         resp = RedirectResponse(target, status_code=303)
-        set_session_cookie(request, resp, auth, token)
+        set_session_cookie(request, resp, auth)
         return resp
 
-    @public.get("/logout")
+    @public.post("/logout")
     def logout(request: Request) -> Response:
+        """Sign out (a POST from the pages' own form: a link or another site cannot sign anyone out)."""
         resp = RedirectResponse("/login" if request.app.state.auth.enabled else "/", status_code=303)
-        resp.delete_cookie(COOKIE, path="/")
+        end_session(request, resp, request.app.state.auth)
         return resp
 
     @pages.get("/")
@@ -202,7 +204,7 @@ def build_pages() -> APIRouter:
                       status=p.get("status", ""), sources=_service(request).sources())
 
     @pages.get("/runs/{run_id}")
-    def run(request: Request, run_id: int) -> Response:
+    def run(request: Request, run_id: Annotated[int, Path(ge=0, le=MAX_DB_INT)]) -> Response:
         return render(request, "run.html", nav="runs", r=_service(request).run(run_id))
 
     @pages.get("/audit")

@@ -14,6 +14,7 @@ from typing import Any
 from itam_sync.audit.explain import explain
 from itam_sync.engine.identity import WEAK_PREFIX
 from itam_sync.engine.operations import OperationError, find_entity
+from itam_sync.http_guard import MAX_DB_INT
 from itam_sync.model.canonical import (
     ASSET_KINDS,
     FIELDS,
@@ -206,6 +207,8 @@ class WebService:
         """An entity id and type from an id, a match key or a bare serial / e-mail / employee id."""
         if not _REF.match(ref):
             raise NotFound(f"no entity matches {ref!r}")
+        if ref.isdigit() and not (ref.isascii() and int(ref) <= MAX_DB_INT):  # an id no database row can have
+            raise NotFound(f"no entity with id {ref}")
         with self.store.begin() as repo:
             try:
                 eid = find_entity(repo, ref, etype.value if etype else None)

@@ -290,8 +290,10 @@ def test_api_needs_a_token_when_tokens_are_configured(secured: TestClient) -> No
     assert secured.get("/api/v1/assets", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
     r = secured.get("/api/v1/assets/C02FK1ABQ6L4", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 200 and r.json()["type"] == "asset"
-    # The schema is public: it holds no data.
-    assert secured.get("/openapi.json").status_code == 200
+    # The schema too needs the token (it names every route and filter).
+    assert secured.get("/openapi.json").status_code == 401
+    r = secured.get("/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200 and "/api/v1/assets" in r.json()["paths"]
     # With tokens the server answers on any host name (it may sit behind a proxy).
     assert secured.get("http://itam.example.com/api/v1/overview",
                        headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from itam_sync.web import create_app
 
@@ -36,11 +36,14 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--enable-logging=stderr", "--v=0"]
 
 
-# A test-only page: the asset list in a same-origin frame; it types into the list's search box (as a person
-# would: an `input` event, no form submit) and reports what the frame's results table shows then.
-LIVE_SEARCH_HARNESS = """<!doctype html><html><body>
+# Test-only pages: a page of the UI in a same-origin frame, driven by a script file (the server's
+# Content-Security-Policy allows no inline script, on these pages too), which reports what it saw in #out.
+HARNESS = """<!doctype html><html><body>
 <iframe id="f" src="/assets?token=TOKEN" width="1200" height="800"></iframe><pre id="out">waiting</pre>
-<script>
+<script src="/__harness/NAME.js"></script></body></html>""".replace("TOKEN", TOKEN)
+# The live search: types into the list's search box (as a person would: an `input` event, no form submit)
+# and reports what the frame's results table shows then.
+LIVE_SEARCH_JS = """
 var f = document.getElementById("f");
 f.addEventListener("load", function once() {
   f.removeEventListener("load", once);
@@ -56,7 +59,23 @@ f.addEventListener("load", function once() {
     } else { setTimeout(poll, 50); }
   })();
 });
-</script></body></html>""".replace("TOKEN", TOKEN)
+"""
+# Signing out: presses the header's "Sign out" button (a form POST), then asks for a page with the same
+# browser (its cookie jar) and reports where the frame landed and what the page answered.
+SIGN_OUT_JS = """
+var f = document.getElementById("f"), out = document.getElementById("out");
+f.addEventListener("load", function first() {
+  f.removeEventListener("load", first);
+  var before = f.contentWindow.location.pathname, button = f.contentDocument.querySelector("form.signout button");
+  f.addEventListener("load", function () {
+    fetch("/assets", {credentials: "same-origin"}).then(function (r) {
+      out.textContent = JSON.stringify({before: before, after: f.contentWindow.location.pathname,
+                                        status: r.status});
+    });
+  });
+  button.click();
+});
+"""
 
 
 @pytest.fixture
@@ -67,7 +86,11 @@ def server(demo, tmp_path: Path) -> Iterator[str]:  # type: ignore[no-untyped-de
     assert demo.cli("run", "--full", "-q").exit_code == 0
     store = demo.store()
     app = create_app(demo.settings(), tokens=[TOKEN], store=store)
-    app.add_api_route("/__live_search_harness", lambda: HTMLResponse(LIVE_SEARCH_HARNESS), methods=["GET"])
+    for name, script in (("live_search", LIVE_SEARCH_JS), ("sign_out", SIGN_OUT_JS)):
+        app.add_api_route(f"/__harness/{name}", lambda n=name: HTMLResponse(HARNESS.replace("NAME", n)),
+                          methods=["GET"])
+        app.add_api_route(f"/__harness/{name}.js", lambda js=script: Response(js, media_type="text/javascript"),
+                          methods=["GET"])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -93,8 +116,11 @@ def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
                             text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
-    # No script on the page may fail (the progressive-enhancement JS runs in the browser).
-    assert "Uncaught" not in result.stderr, [ln for ln in result.stderr.splitlines() if "CONSOLE" in ln]
+    # No script on the page may fail (the progressive-enhancement JS runs in the browser), and nothing on it may
+    # break the server's Content-Security-Policy (an inline script or handler would).
+    console = [ln for ln in result.stderr.splitlines() if "CONSOLE" in ln]
+    assert "Uncaught" not in result.stderr, console
+    assert "Content Security Policy" not in result.stderr, console
     return result
 
 
@@ -179,7 +205,7 @@ def test_live_search_updates_the_list_in_chromium(server: str, tmp_path: Path) -
     import json
 
     dom = _chromium(tmp_path, "--virtual-time-budget=15000", "--dump-dom",
-                    f"{server}/__live_search_harness").stdout
+                    f"{server}/__harness/live_search").stdout
     out = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
     assert out is not None
     seen = json.loads(html.unescape(out.group(1)))
@@ -190,3 +216,14 @@ def test_live_search_updates_the_list_in_chromium(server: str, tmp_path: Path) -
 def test_without_a_token_chromium_gets_the_sign_in_form(server: str, tmp_path: Path) -> None:
     dom = dump_dom(tmp_path, f"{server}/assets")
     assert '<form class="login"' in dom and "C02FK1ABQ6L4" not in dom
+
+
+def test_sign_out_is_a_form_post_that_ends_the_session_in_chromium(server: str, tmp_path: Path) -> None:
+    import html
+    import json
+
+    dom = _chromium(tmp_path, "--virtual-time-budget=15000", "--dump-dom", f"{server}/__harness/sign_out").stdout
+    out = re.search(r'<pre id="out">(.*?)</pre>', dom, re.S)
+    assert out is not None
+    seen = json.loads(html.unescape(out.group(1)))
+    assert seen == {"before": "/assets", "after": "/login", "status": 401}

@@ -162,11 +162,14 @@ def test_browser_sign_in(secured: TestClient) -> None:
     assert TOKEN not in _html(secured, "/assets")
     # A signed-in browser follows the pages' JSON and CSV links into the API with its session cookie.
     assert secured.get("/api/v1/reports/kpis?format=csv").status_code == 200
-    r = secured.get("/logout")
+    assert secured.get("/logout").status_code == 405  # signing out is a POST: a link cannot do it
+    r = secured.post("/logout")
     assert r.status_code == 303 and r.headers["location"] == "/login"
-    secured.cookies.clear()
+    # The session ended on the server: the old cookie, replayed, is worth nothing.
+    secured.cookies.set(COOKIE, cookie)
     _html(secured, "/assets", 401)
     assert secured.get("/api/v1/assets").status_code == 401
+    secured.cookies.clear()
     # The login form; `next` only ever points back into this site.
     r = secured.post("/login", data={"token": "nope", "next": "/people"})
     assert r.status_code == 401 and "that token is not valid" in r.text
