@@ -41,9 +41,11 @@ EVENT_TYPES: dict[str, str] = {
     "missing": "missing",
     "restored": "restored",
     CREATE: "entity_created",
+    "override": "override_set",  # an operator's value, with the reason in `rule`
+    "unoverride": "override_removed",
 }
 TYPES: tuple[str, ...] = ("field_changed", "entity_linked", "entity_merged", "record_split", "conflict", "missing",
-                          "restored", "entity_created", "other")
+                          "restored", "entity_created", "override_set", "override_removed", "other")
 
 _DEFAULT_KEY_ORDER: dict[str, list[str]] = {
     "asset": ["instance_id", "serial_number", "hardware_uuid", "entra_device_id", "udid", "imei", "mac_addresses"],
