@@ -1,25 +1,23 @@
 """Apple Business Manager (and Apple School Manager): the organisation's devices, from the ABM/ASM API.
 
-UNVERIFIED: this API is not in vendor-apis.md and this was built offline from what is publicly known of the
-Apple School and Business Manager API (2025); confirm each point against your organisation before relying on it:
+Checked against Apple's reference (developer.apple.com/documentation/applebusinessapi and appleschoolmanagerapi:
+"Get Organization Devices", "OrgDevice.Attributes", "Implementing OAuth for the Apple School Manager and Apple
+Business API"); see tests/connectors/apple_business_manager/fixtures/README.md for what each fixture follows.
 - auth: OAuth 2.0 client credentials with a signed client assertion. An API account created in ABM
   (Preferences > API) has a client id (`BUSINESSAPI.<uuid>`; `SCHOOLAPI.<uuid>` in ASM), a key id and an EC P-256
   private key. The assertion is a JWT signed ES256 with header `kid` = key id and claims `iss` = `sub` = client
   id, `aud` = https://account.apple.com/auth/oauth2/v2/token, `iat`, `exp` (at most 180 days later), `jti`. It is
   posted to https://account.apple.com/auth/oauth2/token with grant_type=client_credentials, client_id,
   client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer, client_assertion and
-  scope=business.api (school.api); the access token lives about an hour;
-- listing: `GET https://api-business.apple.com/v1/orgDevices?limit=N` (api-school.apple.com for ASM),
-  JSON:API style: `{"data": [{"type": "orgDevices", "id": <serial>, "attributes": {serialNumber, deviceModel,
-  productFamily, productType, orderNumber, orderDateTime, purchaseSourceType, purchaseSourceId, status
-  (ASSIGNED | UNASSIGNED: assigned to an MDM server or not), addedToOrgDateTime, updatedDateTime, imei, meid,
-  wifiMacAddress, ...}}], "links": {"next": <url>}, "meta": {"paging": {"nextCursor", "limit"}}}`, paged by
-  following `links.next` until there is none; the maximum `limit` is not confirmed (default 100 here);
-- no server-side "changed since" filter is known, so every run lists every device (the engine skips the
-  unchanged ones by hash; incremental runs just never mark missing). Devices released from the organisation
-  drop out of the list and are marked missing by the next complete full run;
-- throttling: 429 (Retry-After assumed), handled by the shared HTTP layer.
-Every URL, the audience and the scope are settings.
+  scope=business.api (school.api); the access token lives an hour;
+- listing: `GET https://api-business.apple.com/v1/orgDevices?limit=N` (api-school.apple.com for ASM; `limit`
+  at most 1000), JSON:API style `{"data": [{"type": "orgDevices", "id": <serial>, "attributes": {...},
+  "relationships", "links"}], "links": {"self", "next"}, "meta": {"paging": {"nextCursor", "limit"}}}`, paged
+  by following `links.next` until there is none; 429 is a documented answer (the shared HTTP layer waits);
+- still unverified: whether a device released from the organisation leaves the list (`releasedFromOrgDateTime`
+  is only filled when one device is asked for, never in the list), and that no "changed since" filter exists,
+  so every run lists every device (the engine skips the unchanged ones by hash; incremental runs never mark
+  missing). Every URL, the audience and the scope are settings.
 
 Signing needs PyJWT with `cryptography` (both already installed: msal depends on them). Where the private key
 must not sit with itam-sync, mint the assertion elsewhere (it may be valid for up to 180 days) and give it as
@@ -89,7 +87,7 @@ class AppleBusinessManagerConnector(Connector):
     """Apple Business/School Manager organisation devices (-> assets: serial, model, order, purchase source)."""
 
     type_name = "apple_business_manager"
-    description = "Apple Business Manager: organisation devices (ABM/ASM API; unverified offline build)"
+    description = "Apple Business Manager: organisation devices (ABM/ASM API)"
     settings_model = AbmSettings
     example_settings: ClassVar[dict[str, Any]] = {
         "client_id": "BUSINESSAPI.00000000-0000-0000-0000-000000000000",

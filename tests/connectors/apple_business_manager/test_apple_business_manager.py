@@ -237,11 +237,27 @@ def test_mapping_golden() -> None:
     assert mapped(mac) == {
         "key": "C02FK1ABQ6L4", "observed_at": "2024-05-20T14:02:11Z", "serial_number": "C02FK1ABQ6L4",
         "manufacturer": "Apple", "model": "MacBook Pro (14-inch, M3, 2023)", "kind": "laptop",
-        "order_number": "ABM-4801234567", "purchase_date": "2024-05-02", "mac_addresses": ["8c85901a2b3c"],
+        "order_number": "4801234567", "purchase_date": "2024-05-02", "mac_addresses": ["8c85901a2b3c", "36c1d2e3f405"],
         "tags": ["abm_status=ASSIGNED", "abm_purchase_source=RESELLER:1A2B3C"]}
     phone = mapped(iphone)
-    assert (phone["kind"], phone["vendor"], phone["imei"], phone["tags"]) == (
-        "mobile", "Apple", "356938035643809", ["abm_status=UNASSIGNED", "abm_purchase_source=APPLE"])
+    assert (phone["kind"], phone["vendor"], phone["imei"], phone["mac_addresses"], phone["tags"]) == (
+        "mobile", "Apple", "356938035643809", ["f01898aabbcc"],
+        ["abm_status=UNASSIGNED", "abm_purchase_source=APPLE:1234567"])
     tablet = mapped(ipad)
     assert tablet["kind"] == "tablet" and "vendor" not in tablet and "imei" not in tablet
+    assert "mac_addresses" not in tablet
     assert tablet["tags"] == ["abm_status=ASSIGNED", "abm_purchase_source=MANUALLY_ADDED"]
+
+
+def test_purchase_source_id_is_read_in_both_documented_spellings() -> None:
+    """Apple's OrgDevice.Attributes table names `purchaseSourceId`; its Get Organization Devices example answers
+    `purchaseSourceUid`. The reseller number is kept whichever the API sends (the example's spelling was lost
+    before), and the Bluetooth MAC is never an identity MAC."""
+    mac, _ = fx("devices_page1.json")["data"]
+    attrs = mac["attributes"]
+    assert "purchaseSourceUid" in attrs and "purchaseSourceId" not in attrs
+    renamed = {**mac, "attributes": {**{k: v for k, v in attrs.items() if k != "purchaseSourceUid"},
+                                     "purchaseSourceId": attrs["purchaseSourceUid"]}}
+    assert mapped(mac)["tags"] == mapped(renamed)["tags"] == [
+        "abm_status=ASSIGNED", "abm_purchase_source=RESELLER:1A2B3C"]
+    assert "8c85901a2b3d" not in mapped(mac)["mac_addresses"]  # bluetoothMacAddress
