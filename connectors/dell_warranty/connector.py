@@ -1,14 +1,15 @@
 """Dell warranty look-ups by service tag: ship date, warranty start and end, service level.
 
-UNVERIFIED: Dell's API is not in vendor-apis.md and this was built offline from what is publicly known of the
-Dell TechDirect "warranty" API; confirm each point against your TechDirect API key before relying on it:
+Dell's TechDirect API reference is behind the TechDirect login; the points below were checked against public
+client code built from real answers (tests/connectors/dell_warranty/fixtures/README.md):
 - auth: OAuth 2.0 client credentials (client id/secret in the form) at
   `https://apigtwb2c.us.dell.com/auth/oauth/v2/token`, a bearer token valid about an hour;
-- look-up: `GET https://apigtwb2c.us.dell.com/PROD/sbil/eapi/v5/asset-entitlements?servicetags=A,B,...`, at most
-  100 service tags per call, answering a JSON list, one object per tag: `serviceTag`, `shipDate`,
-  `productLineDescription`, `productLobDescription`, `invalid` (true for a tag Dell does not know) and
+- look-up: `GET https://apigtwb2c.us.dell.com/PROD/sbil/eapi/v5/asset-entitlements?servicetags=A,B,...`,
+  answering a JSON list, one object per tag: `serviceTag`, `shipDate`, `productLineDescription`,
+  `productLobDescription`, `invalid` (true for a tag Dell does not know) and
   `entitlements: [{startDate, endDate, serviceLevelDescription, serviceLevelCode, entitlementType}]`;
-- throttling: not published; 429 and 5xx are retried by the shared HTTP layer.
+- unverified: at most 100 service tags per call (what public scripts use) and throttling (not published;
+  429 and 5xx are retried by the shared HTTP layer).
 Every URL is a setting, so a changed path or version is a config change, not a code change.
 
 This connector enriches assets other sources already know: it does not list assets, it looks up the serials
@@ -39,7 +40,7 @@ from itam_sync.sdk.serials import batches, load_serials
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 100  # service tags per call (unverified)
+MAX_BATCH = 100  # service tags per call (what public clients use; unverified)
 
 
 class DellWarrantySettings(ConnectorSettings):
@@ -98,7 +99,7 @@ class DellWarrantyConnector(Connector):
     """Dell warranty (ship date, warranty start/end, service level) by service tag; enriches known assets."""
 
     type_name = "dell_warranty"
-    description = "Dell warranty look-ups by service tag (TechDirect API; unverified offline build)"
+    description = "Dell warranty look-ups by service tag (TechDirect asset-entitlements API)"
     settings_model = DellWarrantySettings
     example_settings: ClassVar[dict[str, Any]] = {
         "client_id": "${env:DELL_CLIENT_ID}", "client_secret": "${env:DELL_CLIENT_SECRET}",
