@@ -1,15 +1,14 @@
 """Lenovo warranty look-ups by serial: ship date, warranty start and end, service level.
 
-UNVERIFIED: Lenovo's API is not in vendor-apis.md and this was built offline from what is publicly known of the
-Lenovo Support (PSREF/eSupport) warranty API, which Lenovo grants to partners and larger customers on request;
-confirm each point against your key before relying on it:
+Lenovo publishes no reference for this API (granted to partners and larger customers on request); the points
+below were checked against public client code (tests/connectors/lenovo_warranty/fixtures/README.md):
 - auth: an API key in the `ClientID` request header;
-- look-up: `GET https://supportapi.lenovo.com/v2.5/warranty?Serial=<serial>` answering one JSON object: `Serial`,
-  `Product`, `InWarranty`, `Purchased`, `Shipped`, `Country` and `Warranty: [{ID, Name, Description, Type,
-  Start, End}]`; an unknown serial answers with `ErrorCode`/`ErrorMessage` set;
-- batches: whether several comma-separated serials are accepted per call (answering a list) is not confirmed,
-  so `batch_size` defaults to 1; raise it if your key's API accepts lists (both answer shapes are read);
-- throttling: not published; 429 and 5xx are retried by the shared HTTP layer.
+- look-up: `GET https://supportapi.lenovo.com/v2.5/warranty?Serial=<serial>` (public clients also POST the
+  form `Serial=<serial>`) answering one JSON object: `Serial`, `Product`, `InWarranty`, `Purchased`, `Shipped`,
+  `Country` and `Warranty: [{ID, Name, Description, Type, Start, End}]`;
+- unverified: an unknown serial answers with `ErrorCode`/`ErrorMessage` set; several serials comma-separated
+  answer a list (public clients send repeated form values), so `batch_size` defaults to 1 (both answer shapes
+  are read); throttling is not published (429 and 5xx are retried by the shared HTTP layer).
 Every URL and the parameter name are settings, so a changed path or version is a config change.
 
 Like `dell_warranty`, this connector enriches assets other sources already know: it looks up the serials it is
@@ -92,7 +91,7 @@ class LenovoWarrantyConnector(Connector):
     """Lenovo warranty (ship date, warranty start/end, service level) by serial; enriches known assets."""
 
     type_name = "lenovo_warranty"
-    description = "Lenovo warranty look-ups by serial (support API; unverified offline build)"
+    description = "Lenovo warranty look-ups by serial (Lenovo support API v2.5)"
     settings_model = LenovoWarrantySettings
     example_settings: ClassVar[dict[str, Any]] = {"client_id": "${env:LENOVO_CLIENT_ID}",
                                                   "serials_file": "exports/assets.csv"}
