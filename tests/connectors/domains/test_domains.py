@@ -214,3 +214,20 @@ def test_mapping_golden(rsps: responses.RequestsMock) -> None:
     assert com["subject_names"] == ["example.com"]
     lapsed = stream.map(records["old-brand.net"], "domains").fields
     assert lapsed["lifecycle_state"] == "retired" and "rdap_status=redemption period" in lapsed["tags"]
+
+
+def test_rfc9083_example_domain_object_maps(rsps: responses.RequestsMock) -> None:
+    """The domain object of RFC 9083 section 5.3 (an IDN; only a registrant entity, no registrar; EPP-style
+    status values; four events) maps as a registry's answer would."""
+    rsps.add(responses.GET, "https://rdap.example.net/domain/xn--fo-5ja.example", json=load("rfc9083_domain.json"),
+             content_type="application/rdap+json")
+    (record,) = pull(domains=["fóo.example"], rdap_base="https://rdap.example.net")
+    assert record["domain"] == "fóo.example"
+    assert load_mapping(MAPPING).stream("domains").map(record, "domains").fields == {
+        "kind": "domain",
+        "subject_names": ["fóo.example", "xn--fo-5ja.example"],
+        "expires_on": "2016-12-31",
+        "purchase_date": "1990-12-31",
+        "lifecycle_state": "deployed",
+        "tags": ["rdap_status=locked", "rdap_status=transfer prohibited"],
+    }
