@@ -7,7 +7,8 @@ Repos.insert_log. Here:
   the chain, naming it: an altered row fails its own hash; a deleted row shows as a prev_hash mismatch at
   the next row; an inserted row shows as a row the following row does not chain from.
 - export_evidence() writes the rows between two times as JSON lines: a header line (with the prev_hash the
-  first row chains from), one line per row, and a final line with the chain head (last row id and hash).
+  first row chains from), one line per row as stored (so it verifies; a `create` row holds every field of an
+  entity's first merge, see store/repos/merge_log.py), and a final line with the chain head (last row id and hash).
 - verify_file() checks such a file stands on its own, without the database.
 
 An unkeyed hash chain proves the rows up to a known head are unchanged; it cannot tell a correctly forged
@@ -213,7 +214,9 @@ def export_evidence(store: Store, since: str | None, until: str | None, fh: IO[s
               "exported_at": clock.now_iso(),
               "first_id": first_id, "last_id": last if head_rows else None,
               "prev_hash": prev,
-              "hash": "row_hash = sha256(prev_hash + '\\x1e' + canonical(row)); see itam_sync/store/chain.py"}
+              "hash": "row_hash = sha256(prev_hash + '\\x1e' + canonical(row)); see itam_sync/store/chain.py",
+              "create": "a create row (an entity's first merge) stands for one set row from null per field: "
+                        "its new_value is {field: [value, source, rule]}"}
     fh.write(json.dumps(header) + "\n")
     n, head_id, head_hash = 0, None, None
     if head_rows:

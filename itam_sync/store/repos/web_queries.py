@@ -154,7 +154,8 @@ class WebQueries(RepoBase):
 
     def web_history(self, entity_id: int, before: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """An entity's merge-log entries, newest first, with ids below `before`: up to `limit` + 1 stored rows,
-        each create row expanded to its per-field set entries (in field order, sharing its id)."""
+        each create row expanded to its per-field set entries (sharing its id; last field first, as the set rows
+        of older databases, one per field, list newest first)."""
         sql = ("SELECT id, run_id, at, entity_type, entity_id, action, field, old_value, new_value, source, rule, "
                "actor FROM merge_log WHERE entity_id=?")
         params: list[Any] = [entity_id]
@@ -162,7 +163,7 @@ class WebQueries(RepoBase):
             sql += " AND id<?"
             params.append(before)
         rows = self._exec(sql + " ORDER BY id DESC LIMIT ?", (*params, limit + 1)).fetchall()
-        return as_dicts(e for r in rows for e in expand_rows((r,), decode=True))
+        return as_dicts(e for r in rows for e in reversed(expand_rows((r,), decode=True)))
 
     def web_conflicts(self, status: str | None = "open", entity_id: int | None = None, after: int | None = None,
                       limit: int = 50) -> list[dict[str, Any]]:
@@ -219,7 +220,7 @@ class WebQueries(RepoBase):
         return {
             "entities": ent,
             "open_conflicts": self._exec("SELECT count(*) FROM conflicts WHERE status='open'").scalar() or 0,
-            "quarantined": self._exec("SELECT count(*) FROM quarantine").scalar() or 0,
+            "quarantined": self._exec("SELECT count(*) FROM quarantine WHERE status='open'").scalar() or 0,
             "merge_log_last_id": self._exec("SELECT max(id) FROM merge_log").scalar() or 0,
         }
 
