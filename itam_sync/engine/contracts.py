@@ -7,7 +7,7 @@ feeds it cheaply while it stages (see `StreamTracker`):
 
 * fill rates come from the set of non-empty fields of each record, which staging already knows: a mapped
   record gives it, and a record skipped as unchanged by hash brings it from the store (`source_records.filled`),
-  so counting costs one dictionary increment per record;
+  so counting costs one list append per record (the few distinct sets are counted at the end);
 * path presence is checked on the raw record only until each path has been seen once, usually on the first
   record; a path absent from every record is checked on every record (the case worth the cost).
 
@@ -31,6 +31,7 @@ source does not require its column; its fill rate is still recorded.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,9 +44,9 @@ KEY = "(source key)"  # how the source key is named among a stream's fields
 
 
 class StreamTracker:
-    """One stream's contract counters during one run; `see` and the `by_filled` dict are the hot path."""
+    """One stream's contract counters during one run; `see` and `filled_of` are the hot path."""
 
-    __slots__ = ("stream", "paths", "pending", "present", "by_filled", "raws", "optional", "field_names")
+    __slots__ = ("stream", "paths", "pending", "present", "filled_of", "raws", "optional", "field_names")
 
     def __init__(self, smap: StreamMapping) -> None:
         self.stream = smap.name
@@ -55,12 +56,12 @@ class StreamTracker:
         self.pending: list[tuple[str, Callable[[Any], bool]]] = [
             (path_text(p), presence_check(p)) for p in self.paths.all_paths()]
         self.present: set[str] = set()
-        # ",".join(non-empty field names) -> records: records share few distinct sets, so this stays small
-        self.by_filled: dict[str, int] = {}
+        # per record ",".join(its non-empty field names): interned, records share few distinct ones
+        self.filled_of: list[str] = []
         self.raws = 0  # records that reached the mapping (BadRecords never do)
 
-    def see(self, raw: dict[str, Any]) -> None:
-        """Check the paths not seen yet in this run against one raw record (call only while `pending`)."""
+    def see(self, raw: dict[str, Any]) -> bool:
+        """Check the paths not seen yet in this run against one raw record; False once every path was seen."""
         still = []
         for text, has in self.pending:
             if has(raw):
@@ -68,12 +69,13 @@ class StreamTracker:
             else:
                 still.append((text, has))
         self.pending = still
+        return bool(still)
 
     def stats(self) -> dict[str, Any]:
         """This stream's part of `counts["_contract"]` (JSON-able)."""
         filled = dict.fromkeys(self.field_names, 0)
         records = 0
-        for names, n in self.by_filled.items():
+        for names, n in Counter(self.filled_of).items():
             records += n
             for f in names.split(",") if names else ():
                 if f in filled:

@@ -487,8 +487,8 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
         max_cursor = state.cursor
         index: dict[tuple[str, str], Indexed] | None = None
         sname = track.stream = stream.name
-        by_filled = tracker.by_filled
-        count_filled = by_filled.get
+        filled_of = tracker.filled_of.append  # each staged record's non-empty fields, counted at the end
+        watch = bool(tracker.pending)  # source paths not seen yet in this run
         bad = 0
         for raw in stream.records(state):
             c["seen"] += 1
@@ -508,8 +508,8 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
                 if known is not None:
                     stage.seen.add(known[0])  # the source still has it, only unreadable: never mark it missing
                 continue
-            if tracker.pending and type(raw) is dict:
-                tracker.see(raw)
+            if watch and type(raw) is dict:
+                watch = tracker.see(raw)
             raw_bytes = dumps_bytes(raw)  # hashed as written: no second encode
             digest = hashlib.blake2b(raw_bytes, digest_size=16).hexdigest()
             raw_json = raw_bytes.decode()
@@ -526,8 +526,7 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
             if existing is not None and existing[1] == digest and not existing[3]:
                 stage.seen.add(existing[0])
                 c["unchanged"] += 1
-                filled = existing[4]
-                by_filled[filled] = count_filled(filled, 0) + 1
+                filled_of(existing[4])
             else:
                 try:
                     obs = smap.map(raw, sname)
@@ -541,7 +540,7 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
                     continue  # a quarantined record never moves the cursor (its value may be garbage)
                 filled = ",".join(obs.fields)
                 filled = interned.setdefault(filled, filled)
-                by_filled[filled] = count_filled(filled, 0) + 1
+                filled_of(filled)
                 c[stage.add(sname, key, digest, raw_json, obs.entity, obs.fields, obs.observed_at, existing,
                             filled)] += 1
             if open_q and (sname, "key:" + key) in open_q:

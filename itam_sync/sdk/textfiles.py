@@ -119,26 +119,39 @@ def jsonl_records(path: Path, encoding: str, required: Required = ()) -> Iterato
                                position=where)
             return
     loads = json.loads
-    with path.open("rb") as fh:
-        lines = _Lines(fh, encoding)
+    n = 0
+    # Text mode (decoding in blocks) is the fast path; only a decoding error goes back to find its line.
+    with path.open(encoding=encoding) as fh:
         try:
-            for line in lines:
+            for n, line in enumerate(fh, 1):  # noqa: B007 - n names the line of a decoding error below
                 if not line.strip():
                     continue
                 try:
                     rec = loads(line)
                 except ValueError as exc:
                     cut = not line.endswith("\n")  # only the last line of a file can lack its line end
-                    yield _bad(path, lines.n, _TRUNCATED if cut else
-                               f"not valid JSON ({exc.args[0].split(':')[0]})", line.strip(), cut)
+                    yield _bad(path, n, _TRUNCATED if cut else f"not valid JSON ({exc.args[0].split(':')[0]})",
+                               line.strip(), cut)
                     continue
                 if type(rec) is not dict:
-                    yield _bad(path, lines.n, f"expected a JSON object, got {type(rec).__name__}", line.strip(),
-                               False)
+                    yield _bad(path, n, f"expected a JSON object, got {type(rec).__name__}", line.strip(), False)
                     continue
-                yield lines.n, rec
+                yield n, rec
         except UnicodeDecodeError as exc:
-            yield _undecodable(path, lines.n, exc, encoding)
+            line_no, line_exc = _first_undecodable(path, encoding)
+            yield _undecodable(path, line_no or n + 1, line_exc or exc, encoding)
+
+
+def _first_undecodable(path: Path, encoding: str) -> tuple[int, UnicodeDecodeError | None]:
+    """The line number (and error) of the first line of `path` that does not decode (the slow path)."""
+    with path.open("rb") as fh:
+        lines = _Lines(fh, encoding)
+        try:
+            for _ in lines:
+                pass
+        except UnicodeDecodeError as exc:
+            return lines.n, exc
+    return 0, None
 
 
 def _jsonl_unmet(path: Path, encoding: str, required: Required) -> list[str]:

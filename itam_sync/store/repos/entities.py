@@ -119,6 +119,6 @@ class EntitiesRepo(RepoBase):
             "source_records": self._exec("SELECT count(*) FROM source_records").scalar(),
             "missing_records": self._exec("SELECT count(*) FROM source_records WHERE missing=?", (True,)).scalar(),
             "open_conflicts": self._exec("SELECT count(*) FROM conflicts WHERE status='open'").scalar(),
-            "quarantined": self._exec("SELECT count(*) FROM quarantine").scalar(),
+            "quarantined": self._exec("SELECT count(*) FROM quarantine WHERE status='open'").scalar(),
             "merge_log_rows": self._exec("SELECT count(*) FROM merge_log").scalar(),
         }

@@ -42,10 +42,10 @@ def upgrade() -> None:
     with op.batch_alter_table("quarantine") as batch:
         for name, type_ in _NEW:
             batch.add_column(sa.Column(name, type_))
-    key = "'key:' || source_key" if not pg else "'key:' || source_key"
-    row = "'row:' || CAST(id AS TEXT)" if not pg else "'row:' || id::text"
-    op.execute(f"UPDATE quarantine SET item = CASE WHEN source_key IS NOT NULL THEN {key} ELSE {row} END, "
-               "count = 1, status = 'open', first_run_id = run_id, last_seen_at = created_at")
+    # Rows without a source key were never tied to a record: each stays one item of its own.
+    op.execute("UPDATE quarantine SET item = CASE WHEN source_key IS NOT NULL THEN 'key:' || source_key "
+               "ELSE 'row:' || CAST(id AS TEXT) END, count = 1, status = 'open', first_run_id = run_id, "
+               "last_seen_at = created_at")
     # Collapse repeats: the newest row stays, with the number of rows, the first run and the first time.
     op.execute("UPDATE quarantine SET "
                "count = (SELECT count(*) FROM quarantine q WHERE q.connector = quarantine.connector "
