@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import sys
@@ -30,9 +29,8 @@ from itam_sync.cli.common import (
     plural,
 )
 from itam_sync.engine.operations import OperationError
-from itam_sync.engine.registry import ConnectorUnavailable, Registry, UnknownConnectorType
+from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import RunResult, SyncFailed, merge_pending, run_connector
-from itam_sync.mapping.loader import MappingLoadError
 from itam_sync.settings import ConfigError, load_settings
 
 log = logging.getLogger(__name__)
@@ -43,37 +41,9 @@ log = logging.getLogger(__name__)
 @handle_errors
 def validate(config_path: str) -> None:
     """Check a config file and its mappings; every problem is reported with file, line and a fix."""
-    from itam_sync.mapping.loader import load_mapping
-
     loaded = load_settings(config_path)
     settings = loaded.settings
-    registry = Registry()
-    problems: list[str] = []
-    for i, c in enumerate(settings.connectors):
-        where = f"{config_path}:{loaded.lines.get(('connectors', i, 'type'), '?')}"
-        try:
-            cls = registry.get(c.type)
-        except UnknownConnectorType as exc:
-            close = ([] if isinstance(exc, ConnectorUnavailable)  # installed, its extra is not: no "did you mean"
-                     else difflib.get_close_matches(c.type, registry.names(), n=1))
-            problems.append(f"{where}: connectors.{i}.type: {exc}" + (f" (fix: did you mean {close[0]!r}?)"
-                                                                     if close else ""))
-            continue
-        problems += _connector_settings_problems(config_path, loaded, i, cls)
-        mpath = settings.mapping_path(c, cls.mapping_name())
-        if not mpath.exists():
-            key = ("connectors", i, "mapping") if c.mapping else ("connectors", i, "type")
-            problems.append(f"{config_path}:{loaded.lines.get(key, '?')}: {'.'.join(map(str, key))}: mapping file "
-                            f"{mpath} not found (fix: create it, or set `mapping:` to an existing file)")
-            continue
-        try:
-            load_mapping(mpath)
-        except MappingLoadError as exc:
-            problems.extend(getattr(exc, "problems", None) or [str(exc)])
-    problems += _precedence_source_problems(config_path, loaded, registry)
-    from itam_sync.publish.sinks.registry import sink_config_problems
-
-    problems += sink_config_problems(config_path, loaded)
+    problems = _config_problems(config_path, loaded, Registry())
     err = err_console()
     for w in loaded.warnings + loaded.secret_warnings:
         if not any(w.split(": ", 2)[-1] in p for p in problems):  # an error now, not also a warning
@@ -85,66 +55,13 @@ def validate(config_path: str) -> None:
     out_console().print(f"[green]ok[/green] {escape(config_path)}: {plural(len(settings.connectors), 'connector')}, "
                         f"store {escape(settings.store.url)}")
 
-def _connector_settings_problems(config_path: str, loaded: Any, i: int, cls: Any) -> list[str]:
-    """Problems of one connector's `settings`, validated as they will be at run time: references whose
-    variable or file exists are resolved first (a `${env:URL}/api` must pass a URL check); a key whose
-    reference cannot be resolved here is not judged (the warning about the reference says enough)."""
-    from pydantic import ValidationError
+def _config_problems(config_path: str, loaded: Any, registry: Registry) -> list[str]:
+    """What `validate` reports and `run` refuses to start on: connectors, mappings, precedence, sinks."""
+    from itam_sync.engine.preflight import preflight
+    from itam_sync.publish.sinks.registry import sink_config_problems
 
-    from itam_sync.settings import resolve_secrets
-
-    conn = loaded.settings.connectors[i]
-    checked: dict[str, Any] = {}
-    unresolved: set[str] = set()
-    secrets: list[str] = []
-    for key, value in conn.settings.items():
-        try:
-            checked[key] = resolve_secrets(value, key)
-        except ConfigError:
-            checked[key], unresolved = value, unresolved | {key}
-            continue
-        if checked[key] != value and isinstance(checked[key], str) and len(checked[key]) >= 6:
-            secrets.append(checked[key])  # (masking shorter values would garble the message, not protect)
-    try:
-        cls.settings_model.model_validate(checked)
-    except ValidationError as exc:
-        out = []
-        known = list(cls.settings_model.model_fields)
-        for e in exc.errors():
-            if e["loc"] and e["loc"][0] in unresolved:
-                continue
-            loc = ("connectors", i, "settings", *e["loc"])
-            line = loaded.lines.get(loc) or loaded.lines.get(("connectors", i, "settings")) or "?"
-            msg = str(e["msg"]).removeprefix("Value error, ")
-            fix = f"see `itam-sync init` for the {conn.type} settings"
-            if e["type"] == "extra_forbidden":
-                msg = f"unknown {conn.type} setting {str(loc[-1])!r}"
-                close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-                fix = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(known)}"
-            for secret in secrets:  # a validator may quote the value it refused: never a resolved secret
-                msg = msg.replace(secret, "***")
-            out.append(f"{config_path}:{line}: {'.'.join(map(str, loc))}: {msg} (fix: {fix})")
-        return out
-    return []
-
-def _precedence_source_problems(config_path: str, loaded: Any, registry: Registry) -> list[str]:
-    """Precedence sources that name nothing at all (no configured connector, no installed connector type):
-    a typo that would silently change which source wins. (Installed types that are not configured yet only
-    warn: a config may rank sources it adds later.)"""
-    from itam_sync.settings import precedence_orders
-
-    s = loaded.settings
-    known = {c.name for c in s.connectors} | {c.type for c in s.connectors} | {"manual"} | set(registry.names())
-    problems = []
-    for loc, order in precedence_orders(s):
-        for src in order:
-            if src not in known:
-                close = difflib.get_close_matches(src, sorted(known), n=1)
-                problems.append(f"{config_path}:{loaded.lines.get(loc, '?')}: {'.'.join(map(str, loc))}: source "
-                                f"{src!r} is not a configured connector name or type"
-                                + (f" (fix: did you mean {close[0]!r}?)" if close else
-                                   " (fix: use a connector instance name, a connector type or `manual`)"))
-    return problems
+    return (preflight(loaded.settings, registry, config_path=config_path, lines=loaded.lines)
+            + sink_config_problems(config_path, loaded))
 
 @click.command()
 @click.option("--connectors", "wanted", default=None, metavar="TYPE,TYPE...",
@@ -195,14 +112,21 @@ def init(wanted: str | None, output: str | None, force: bool) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress display and no summary table.")
 @click.option("--no-wait", is_flag=True, help="If another process (e.g. `serve`) is syncing a connector, say who "
               "and exit 1 instead of waiting for it.")
+@click.option("--accept-drops", is_flag=True, help="A full run whose fields' fill rates dropped (a deliberate change "
+              "at the source) ends success instead of degraded and becomes the new baseline.")
 @format_options
 @handle_errors
 def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink: bool, quiet: bool,
-        no_wait: bool, fmt: str = "table", as_json: bool = False) -> None:
+        no_wait: bool, accept_drops: bool, fmt: str = "table", as_json: bool = False) -> None:
     """Sync connectors (all enabled ones by default) into the store, then merge.
 
-    A connector that another process is syncing right now (`serve`, another shell) is waited for, with a
+    The whole config is checked first, as `validate` does: with any problem nothing syncs (exit 2). A
+    connector that another process is syncing right now (`serve`, another shell) is waited for, with a
     message naming the holder of its lease; --no-wait reports the holder and exits 1 instead.
+
+    Exit status: 0 all runs succeeded (or were guarded: see the message), 1 a run failed, 2 the config has
+    problems, 3 a run ended degraded: its data was staged, but broke a data contract (a mapped source field
+    absent from every record, a fill rate that dropped, a file that could not be read to its end).
     """
     from itam_sync.engine.runner import ConnectorBusy
     from itam_sync.store.leases import LeaseInfo
@@ -214,8 +138,12 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
     names = list(connectors) or [c.name for c in settings.connectors if c.enabled]
     for n in names:
         settings.connector(n)
-    store = open_store(settings)
     registry = Registry()
+    problems = _config_problems(config_path, load_settings(config_path), registry)
+    if problems:
+        raise ConfigError([*problems, "nothing was synced: fix these (`itam-sync validate` lists them) and run "
+                                      "again"])
+    store = open_store(settings)
     console = err_console()
     results: list[RunResult] = []
     failed: list[str] = []
@@ -256,7 +184,7 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                 results.append(run_connector(settings, n, full=full, allow_shrink=allow_shrink, store=store,
                                              registry=registry, progress=on_progress, merge=False,
                                              lease_wait=0 if no_wait else None, on_lease_wait=on_lease_wait,
-                                             on_http=on_http))
+                                             on_http=on_http, accept_drops=accept_drops))
             except ConnectorBusy as exc:
                 console.print(f"[red]busy:[/red] {exc}")
                 failed.append(n)
@@ -301,10 +229,14 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                             f"{merged.changed_entities:,} changed, {plural(merged.log_rows, 'merge-log row')}")
     for r in results:
         if r.status == "guarded":
-            console.print(f"[yellow]guarded:[/yellow] {r.connector}: {r.message}")
+            console.print(f"[yellow]guarded:[/yellow] {escape(r.connector)}: {escape(r.message)}")
+        for w in r.warnings:
+            console.print(f"[yellow]degraded:[/yellow] {escape(w)}")
     store.close()
     if failed:
         sys.exit(1)
+    if any(r.status == "degraded" or (r.status == "guarded" and r.warnings) for r in results):
+        sys.exit(3)
 
 @click.command()
 @config_option
