@@ -31,6 +31,7 @@ from itam_sync.cli.common import (
 from itam_sync.engine.operations import OperationError
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import RunResult, SyncFailed, merge_pending, run_connector
+from itam_sync.insight.reports import keep_kpi_snapshot
 from itam_sync.settings import ConfigError, load_settings
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,8 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                                on_lease_wait=lambda h: console.print(
                                    f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
         progress.update(merge_task, completed=merged.entities)
+        if merged.changed_entities:
+            keep_kpi_snapshot(store, settings)  # one point of the dashboard's trend per sync that changed things
     # Short headers and a light box keep the table readable in an 80-column terminal.
     table = Table(title=f"sync runs ({'full' if full else 'incremental'})", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False,

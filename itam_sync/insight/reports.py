@@ -17,6 +17,7 @@ The report functions, row types and helpers stay importable from this module.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -149,3 +150,14 @@ def run_report(store: Store, settings: Settings, name: str, days: int | None = N
     if spec.after is not None and now is None:  # the overview keeps a KPI snapshot of the store as it is now
         spec.after(store, result)
     return result
+
+
+def keep_kpi_snapshot(store: Store, settings: Settings) -> bool:
+    """After a sync that changed golden records: compute the overview, which keeps a KPI snapshot (the
+    dashboard's trend). Never fails the sync: a problem is one warning line."""
+    try:
+        run_report(store, settings, OVERVIEW.name)
+    except Exception as exc:  # noqa: BLE001 - the trend misses one point; the sync itself succeeded
+        logging.getLogger(__name__).warning("could not keep a KPI snapshot: %s", exc)
+        return False
+    return True

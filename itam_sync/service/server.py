@@ -37,6 +37,7 @@ from itam_sync import clock
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import RunInterrupted, SyncFailed, merge_pending, run_connector
 from itam_sync.http_guard import API_HEADERS, RequestGuard, SecurityHeaders, is_loopback_host
+from itam_sync.insight.reports import keep_kpi_snapshot
 from itam_sync.service.metrics import CONTENT_TYPE, Metrics
 from itam_sync.service.scheduler import REMINDERS, SINK_PREFIX, Dispatcher, ServiceScheduler
 from itam_sync.service.scheduler import Request as RunRequest
@@ -338,6 +339,8 @@ class Service:
             self.metrics.merge_duration.observe(time.perf_counter() - t0)
             log.info("merged %d entities: %d changed, %d merge-log rows", stats.entities, stats.changed_entities,
                      stats.log_rows)
+        if stats.changed_entities:
+            keep_kpi_snapshot(self.store, self.settings)  # one point of the dashboard's trend per changing merge
 
     # -- requests from outside --------------------------------------------------------------------------
     def request_run(self, connector: str, full: bool, reason: str = "api") -> bool:
