@@ -212,7 +212,7 @@ class ServiceNowSink(RecordSink):
 
     def _read_result(self, body: Any, records: Sequence[GoldenRecord], outcome: PushOutcome) -> None:
         result = body.get("result") if isinstance(body, dict) else None
-        if isinstance(result, str):  # some releases return the result document as a JSON string
+        if isinstance(result, str):  # not in the reference (an object there); tolerated if a JSON string comes
             try:
                 result = json.loads(result)
             except ValueError:
