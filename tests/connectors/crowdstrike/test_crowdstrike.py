@@ -346,7 +346,7 @@ def test_mapping_golden_records() -> None:
         "manufacturer": "HP",
         "model": "HP EliteBook 840 G8",
         "os_name": "Windows",
-        "os_version": "Windows 11",
+        "os_version": "Windows 11 Enterprise (build 22631)",
         "ip_addresses": ["10.20.4.17", "198.51.100.24"],
         "last_seen": "2024-06-02T08:02:55Z",
         "agent_version": "7.15.18513.0",

@@ -290,7 +290,7 @@ def test_mapping_golden() -> None:
         "mac_addresses": ["a4b1c2d3e4f5", "00155d6e0f12"],
         "ip_addresses": ["10.20.4.17", "203.0.113.24"],
         "os_name": "Windows",
-        "os_version": "23H2",
+        "os_version": "Windows 11 23H2",
         "last_seen": "2024-06-02T06:03:12Z",
         "agent_version": "10.8760.22631.3737",
         "health_state": "Active",
