@@ -48,9 +48,14 @@ def _rules(settings: Settings) -> Rules:
     return Rules(settings.precedence, settings.connector_types(), clock.now())
 
 
+def _is_id(ref: str) -> bool:
+    """A store id: ASCII digits that fit a 64-bit integer (Unicode digits and huge numbers are keys, not ids)."""
+    return ref.isascii() and ref.isdigit() and len(ref) <= 18
+
+
 def find_record(repo: Repos, ref: str) -> tuple[Any, ...]:
     """A source record by id or by `connector/stream/source_key` (or `connector/source_key`)."""
-    if ref.isdigit():
+    if _is_id(ref):
         row = repo.records.record(int(ref))
         if row is None:
             raise OperationError(f"no source record with id {ref}")
@@ -70,7 +75,7 @@ def find_record(repo: Repos, ref: str) -> tuple[Any, ...]:
 
 def find_entity(repo: Repos, ref: str, entity_type: str | None = None) -> int:
     """An entity by id, by a match key (`serial_number:C02...`), or by a bare serial / e-mail / hostname."""
-    if ref.isdigit():
+    if _is_id(ref):
         return int(ref)
     candidates = [ref] if ":" in ref else [f"serial_number:{ref.upper()}", f"email:{ref.lower()}",
                                             f"employee_id:{ref}", f"instance_id:{ref}", f"~hostname:{ref.lower()}"]

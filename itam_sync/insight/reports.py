@@ -133,6 +133,9 @@ def get_report(name: str) -> ReportInfo:
     return spec.info
 
 
+MAX_DAYS = 36500
+
+
 def run_report(store: Store, settings: Settings, name: str, days: int | None = None,
                now: datetime | None = None, filters: ReportFilters | None = None) -> ReportResult:
     """Run report `name` in one read transaction. `days` overrides the report's default window; `now` fixes
@@ -141,8 +144,8 @@ def run_report(store: Store, settings: Settings, name: str, days: int | None = N
     info = get_report(name)
     if days is not None and not info.takes_days:
         raise OperationError(f"report {name!r} takes no --days")
-    if days is not None and days < 0:
-        raise OperationError(f"--days must be 0 or more, not {days}")
+    if days is not None and not 0 <= days <= MAX_DAYS:
+        raise OperationError(f"--days must be from 0 to {MAX_DAYS} (100 years), not {days}")
     ctx = ReportContext(settings, (now or clock.now()).astimezone(UTC), days, filters or ReportFilters())
     spec = REPORTS[name]
     with store.begin() as repo:

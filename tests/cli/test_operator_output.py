@@ -222,3 +222,12 @@ def test_plurals_and_articles(demo, tmp_path: Path) -> None:  # type: ignore[no-
     person = json.loads(demo.cli("export", "--entity", "people").output)[0]["id"]
     result = demo.cli("link", "edr/hosts/cs-a2", str(person), "--reason", "wrong")
     assert result.exit_code == 2 and f"entity {person} is not an asset" in result.output
+
+
+def test_huge_or_unicode_numbers_are_clear_errors_not_crashes(demo) -> None:  # type: ignore[no-untyped-def]
+    """A report window of a billion days and an id of Unicode digits end with one clear line (issue 20 item 4)."""
+    assert demo.cli("run", "--full", "--quiet").exit_code == 0
+    result = demo.cli("report", "stale-devices", "--days", "999999999")
+    assert result.exit_code != 0 and "--days must be from 0 to 36500" in result.output
+    result = demo.cli("explain", "\u0661\u0662")  # Arabic-Indic digits: not an id, so looked up as a key
+    assert result.exit_code != 0 and "Traceback" not in result.output
