@@ -7,6 +7,7 @@ PostgreSQL and lets the hot path hand pre-serialised strings straight to execute
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -227,3 +228,13 @@ reminder_history = Table(
 Index("ix_reminder_history_item", reminder_history.c.rule, reminder_history.c.item_key)
 Index("ix_reminder_history_status", reminder_history.c.status)
 
+
+# The dashboard's trend (itam_sync/insight/dashboard.py): one snapshot of the KPI values per state of the store,
+# keyed by the merge log's newest id at the time; the newest 90 are kept.
+kpi_snapshots = Table(
+    "kpi_snapshots", metadata,
+    Column("log_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", String(32), nullable=False),
+    Column("run_id", Integer),
+    Column("kpis", Text, nullable=False),
+)
