@@ -132,11 +132,14 @@ class StreamPaths:
     def required(self, key_fields: Iterable[str]) -> list[tuple[str, Group]]:
         """(what, group) pairs a file must provide columns for: the source key and every mapped match-key
         field not marked optional (a file without them would stage records that cannot be told apart, or that
-        join the wrong entity through a weaker key: an EDR export without its serial column, matched by MAC)."""
+        join the wrong entity through a weaker key: an EDR export without its serial column, matched by MAC).
+        The key needs each of its groups (`join('/', [po, serial])` joins nothing without either); a field
+        needs any one of its paths (`[wifi_mac, ethernet_mac]` has a value from either)."""
         out: list[tuple[str, Group]] = [("the source key", g) for g in self.key]
         for name in key_fields:
-            if name not in self.optional:
-                out += [(name, g) for g in self.fields.get(name, ())]
+            paths = tuple(dict.fromkeys(p for g in self.fields.get(name, ()) for p in g))
+            if paths and name not in self.optional:
+                out.append((name, paths))
         return out
 
 

@@ -238,8 +238,10 @@ def test_sinks_and_reminders_run_on_their_schedules(demo, secrets, monkeypatch: 
     monkeypatch.setattr(itam_sync.publish.sinks.push, "push_sink", lambda settings, name, store: calls.append(name) or Pushed)
     monkeypatch.setattr(itam_sync.publish.reminders, "run_reminders", lambda settings, store: calls.append("reminders"))
     cfg = yaml.safe_load(demo.config.read_text())
-    cfg["sinks"] = [{"name": "cmdb", "type": "servicenow", "schedule": "every 1s"},
-                    {"name": "off", "type": "servicenow", "enabled": False, "schedule": "every 1s"}]
+    sink = {"base_url": "https://example.service-now.com", "username": "itam",  # valid settings: serve checks them
+            "password": "${env:ITAM_TEST_API_TOKEN}"}
+    cfg["sinks"] = [{"name": "cmdb", "type": "servicenow", "schedule": "every 1s", "settings": sink},
+                    {"name": "off", "type": "servicenow", "enabled": False, "schedule": "every 1s", "settings": sink}]
     cfg["reminders"] = {"schedule": "every 1s", "delivery": {"slack_webhook": "${env:ITAM_TEST_API_TOKEN}"},
                         "rules": [{"name": "warranty", "type": "warranty_ending", "days": 30}]}
     demo.config.write_text(yaml.safe_dump(cfg))
