@@ -28,6 +28,7 @@ from tenacity import (
 )
 
 from itam_sync import __version__
+from itam_sync.model.jsoncodec import loads as json_loads
 from itam_sync.sdk.connectivity import connection_cause, failing_fast
 from itam_sync.sdk.errors import (
     Action,
@@ -248,7 +249,10 @@ class HttpClient:
     def _decode(response: requests.Response) -> Any:
         """The JSON body; one that does not decode goes through the classification table (transient)."""
         try:
-            return response.json()
+            try:
+                return json_loads(response.content)  # orjson: several times faster on large pages
+            except ValueError:  # not UTF-8 JSON: decode as requests does (charset), and raise its error
+                return response.json()
         except ValueError as exc:
             decision = classify(exc)
             message = (f"malformed page from {redact_url(response.url)} ({response.status_code}): not JSON: "

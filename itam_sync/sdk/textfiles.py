@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import codecs
 import csv
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from itam_sync.model.jsoncodec import loads as json_loads
 from itam_sync.sdk.connector import BadRecord
 from itam_sync.sdk.required import Required, header_unmet, record_has, refusal, unmet
 
@@ -118,7 +118,7 @@ def jsonl_records(path: Path, encoding: str, required: Required = ()) -> Iterato
             yield 1, BadRecord(refusal(where, missing, "no record of the file has them"), incomplete=True,
                                position=where)
             return
-    loads = json.loads
+    loads = json_loads  # orjson, with json.loads's results and errors (model/jsoncodec.py)
     n = 0
     # Text mode (decoding in blocks) is the fast path; only a decoding error goes back to find its line.
     with path.open(encoding=encoding) as fh:
@@ -161,7 +161,7 @@ def _jsonl_unmet(path: Path, encoding: str, required: Required) -> list[str]:
         try:
             for line in _Lines(fh, encoding):
                 try:
-                    rec = json.loads(line)
+                    rec = json_loads(line)
                 except ValueError:
                     continue  # the reading pass reports it
                 todo = [(what, g) for what, g in todo if not any(record_has(rec, p) for p in g)]

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from itam_sync.store.repos.base import dumps, dumps_bytes, encode_value, loads
+from itam_sync.model import jsoncodec
+from itam_sync.model.jsoncodec import dumps, dumps_bytes, encode_value, loads
+from itam_sync.store.repos import base
 
 OLD = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode  # what the store wrote before
 
@@ -73,3 +75,18 @@ def test_the_codec_differs_from_the_old_text_only_where_documented() -> None:
     assert (dumps(1e-05), OLD(1e-05)) == ("0.00001", "1e-05")
     assert loads(dumps(1e-05)) == 1e-05
     assert dumps({"v": float("nan"), "w": float("inf")}) == '{"v":null,"w":null}'
+
+
+def test_the_store_and_the_sdk_share_one_codec() -> None:
+    assert (base.dumps, base.dumps_bytes, base.encode_value, base.loads) == (
+        jsoncodec.dumps, jsoncodec.dumps_bytes, jsoncodec.encode_value, jsoncodec.loads)
+
+
+def test_invalid_json_raises_the_stdlib_error_and_message() -> None:
+    # Quarantine reasons quote json's messages ("not valid JSON (Expecting value)"): they must not change.
+    for text in ('{"a": ', "nope", '{"a" 1}', ""):
+        with pytest.raises(json.JSONDecodeError) as got:
+            loads(text)
+        with pytest.raises(json.JSONDecodeError) as want:
+            json.loads(text)
+        assert got.value.args == want.value.args

@@ -2,71 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection
+
+# The record path's JSON codec (orjson with stdlib fallbacks), re-exported for the repositories and engine.
+from itam_sync.model.jsoncodec import dumps as dumps
+from itam_sync.model.jsoncodec import dumps_bytes as dumps_bytes
+from itam_sync.model.jsoncodec import encode_value as encode_value
+from itam_sync.model.jsoncodec import loads as loads
 
 log = logging.getLogger(__name__)
 CHUNK = 500
 WRITE_LOCK_KEY = 7_193_004_211  # PostgreSQL advisory lock id of the store's writer lock (any fixed bigint)
-
-
-# JSON on the record path (raw records, mapped fields, golden records, merge-log values) goes through orjson,
-# several times faster than the json module. Its output is the stdlib's compact, non-ASCII form except for
-# exponent floats (1e-05 -> 0.00001) and NaN/Infinity (-> null, as they are not JSON). What orjson cannot
-# encode (integers beyond 64 bits, non-str dict keys, lone surrogates) falls back to the stdlib encoder,
-# which writes what this store always wrote. One stdlib encoder for the process: json.dumps() with options
-# builds a new encoder per call, which is slow.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
-_stdlib_dumps = _ENCODER.encode
-_encode_str = json.encoder.encode_basestring
-_orjson_dumps = orjson.dumps
-_orjson_loads = orjson.loads
-# Datetimes and dataclasses go through default=str, as with the stdlib encoder (orjson would write ISO form).
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
-_LONG_NUMBER = b"0" * 19  # orjson reads integers beyond 64 bits as floats: such text goes to the stdlib decoder
-
-
-def dumps_bytes(value: Any) -> bytes:
-    """Compact UTF-8 JSON of `value` (the staging content hash is taken over these bytes)."""
-    try:
-        return _orjson_dumps(value, default=str, option=_OPTIONS)
-    except TypeError:  # orjson.JSONEncodeError: too large an int, a non-str key, a lone surrogate
-        return _stdlib_dumps(value).encode()
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON text of `value` (non-ASCII kept, unknown types as str())."""
-    try:
-        return _orjson_dumps(value, default=str, option=_OPTIONS).decode()
-    except TypeError:
-        return _stdlib_dumps(value)
-
-
-def loads(text: str | bytes) -> Any:
-    """Parse JSON written by `dumps` (or by earlier versions: NaN, Infinity and huge integers read exactly)."""
-    try:
-        raw = text.encode() if type(text) is str else text
-    except UnicodeEncodeError:  # a lone surrogate (the stdlib encoder's output may hold one)
-        return json.loads(text)
-    if _LONG_NUMBER in raw.translate(_DIGITS):
-        return json.loads(text)
-    try:
-        return _orjson_loads(raw)
-    except ValueError:  # orjson.JSONDecodeError: NaN / Infinity written by the stdlib encoder
-        return json.loads(text)
-
-
-def encode_value(value: Any) -> str:
-    """JSON text of one field value; strings (the common case) skip the general encoder."""
-    if type(value) is str:
-        return _encode_str(value)
-    return dumps(value)
 
 
 def chunks(items: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:
