@@ -5,7 +5,8 @@ kept in one reading order; merging and connector building live in their own modu
 
 pull -> map -> stage (skip unchanged by hash) -> identity -> merge dirty entities -> log, all in ONE
 transaction with the new cursor and the run's final status, so a failed or killed run leaves the last good
-state intact and marks nothing missing.
+state intact and marks nothing missing. A run whose data breaks a contract (engine/contracts.py) is staged
+but ends `degraded`; quarantine rows are kept one per record (engine/quarantine.py).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from itam_sync.connectors.procurement.connector import ProcurementConnector
+
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import run_connector
 from itam_sync.settings import ConnectorConfig, Settings, StoreConfig
