@@ -25,11 +25,12 @@ from pydantic import ValidationError
 
 from itam_sync import clock
 from itam_sync.engine.contracts import StreamTracker, evaluate
-from itam_sync.engine.identity import IdentityPolicy, RecordToResolve, resolve
+from itam_sync.engine.identity import IdentityPolicy
 from itam_sync.engine.merge.apply import MergeStats, apply_merge
 from itam_sync.engine.merge.rules import Rules, iso
 from itam_sync.engine.quarantine import place, record_quarantine
 from itam_sync.engine.registry import Registry
+from itam_sync.engine.resolution import RecordToResolve, Resolver, connector_key_kinds
 from itam_sync.mapping.engine import MappingError
 from itam_sync.mapping.loader import load_mapping
 from itam_sync.model.canonical import EntityType
@@ -169,7 +170,7 @@ class _Staging:
         self.new_rows: list[tuple[Any, ...]] = []
         self.upd_rows: list[tuple[Any, ...]] = []
         self.resolve: list[RecordToResolve] = []
-        self.refs: dict[int, str] = {}
+        self._drift_checked: set[EntityType] = set()  # entity types whose config/operator drift was judged
         self.log_rows = 0
         self.conflicts = 0
 
@@ -219,8 +220,8 @@ class _Staging:
             self.index[(stream, key)] = (rid, digest, current, False, filled)
             outcome = "reappeared" if was_missing else "changed"
         self.seen.add(rid)
-        self.resolve.append(RecordToResolve(rid, entity, keys, current))
-        self.refs[rid] = f"{self.connector}/{stream}/{key}"
+        self.resolve.append(RecordToResolve(rid, entity, keys, current, None, f"{self.connector}/{stream}/{key}",
+                                            f"{self.connector}/{stream}"))
         if len(self.resolve) >= self.batch:
             self.flush()
         return outcome
@@ -243,36 +244,22 @@ class _Staging:
             pins = repo.conflicts.pins([r.record_id for r in self.resolve])
             for r in self.resolve:
                 r.pinned_to = pins.get(r.record_id)
-        res = resolve(self.resolve, repo.entities, self._next_entity_id)
+        resolver = Resolver(repo, self.policy, self._next_entity_id, run_id=run_id, at=at, source=self.connector,
+                            use_pins=self.use_pins)
+        # Once per run and entity type: values whose configured or operator status changed are judged again.
+        forced = {e: resolver.drift(e) for e in {r.entity for r in self.resolve} - self._drift_checked}
+        self._drift_checked.update(forced)
+        res = resolver.resolve(self.resolve, forced)
         # Every record's entity is known before it is written: one write per record, no second UPDATE pass.
         entity_of = {r.record_id: r.entity_id for r in self.resolve}
-        entity_of.update((rid, eid) for rid, eid, _, _ in res.links)
-        repo.entities.insert_entities(res.new_entities, run_id, at)
+        entity_of.update(res.entity_of)
         repo.records.insert_records([(*row, entity_of[row[0]]) for row in self.new_rows])
         repo.records.update_records([(*row[:-1], entity_of[row[-1]], row[-1]) for row in self.upd_rows])
-        repo.entities.insert_keys(res.new_keys)
-        self._new_keys += len(res.new_keys)
-        etype = {r.record_id: r.entity.value for r in self.resolve}
-        log_rows: list[tuple[Any, ...]] = []
-        for rid, eid, prev, why in res.links:
-            log_rows.append((run_id, at, etype[rid], eid, "link", None, None if prev is None else dumps(prev),
-                             dumps({"record": self.refs[rid], "entity": eid}), self.connector, why, None))
-        for from_id, into_id, via, merged_type in res.merges:
-            repo.entities.merge_entities(from_id, into_id, run_id, at)
-            log_rows.append((run_id, at, merged_type, into_id, "merge", None, dumps(from_id), dumps(into_id),
-                             self.connector, f"one record holds keys of both; joined on {via}", None))
-        conflict_rows = []
-        for rid, key, linked_to, other, reason in res.conflicts:
-            conflict_rows.append((run_id, etype[rid], rid, key, linked_to, other, reason, at))
-            log_rows.append((run_id, at, etype[rid], other, "conflict", None, None,
-                             dumps({"record": self.refs[rid], "key": key}), self.connector,
-                             f"link refused: {reason}", None))
-        repo.conflicts.insert_conflicts(conflict_rows)
-        repo.log.insert_log(log_rows)
-        self.log_rows += len(log_rows)
-        self.conflicts += len(res.conflicts)
+        self._new_keys += len(self.new_rows)
+        self.log_rows += res.log_rows
+        self.conflicts += res.conflicts
         self.dirty |= res.dirty
-        self.new_rows, self.upd_rows, self.resolve, self.refs = [], [], [], {}
+        self.new_rows, self.upd_rows, self.resolve = [], [], []
 
 
 def run_connector(settings: Settings, name: str, *, full: bool = False, allow_shrink: bool = False,
@@ -307,7 +294,7 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
         raise ConfigError([f"connector {name!r} is disabled in the config (set enabled: true to run it)"])
     cls = registry.get(conn_cfg.type)
     mapping = load_mapping(settings.mapping_path(conn_cfg, cls.mapping_name()))
-    policy = IdentityPolicy.from_config(settings.identity)
+    policy = IdentityPolicy.from_config(settings.identity, connector_key_kinds(settings, registry))
     own_store = store is None
     store = store or Store.open(settings.store.url)
     own_lease = lease is None

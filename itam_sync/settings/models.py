@@ -76,6 +76,7 @@ class IdentityConfig(_Model):
     hostname_weak_key: bool = False  # join on hostname only when no strong key matched
     junk_serials: list[str] = Field(default_factory=list)  # added to the built-in list
     non_matching_macs: list[str] = Field(default_factory=list)  # MACs or OUI prefixes (dock, adapter)
+    ambiguous_values: list[str] = Field(default_factory=list)  # kind:value or kind:prefix* never matched on
 
 
 class FieldRuleConfig(_Model):

@@ -82,11 +82,14 @@ entities = Table(
     Column("updated_at", String(32)),
 )
 
+# Which entities hold records with each match key (migration 0006: one row per key and entity, so a key
+# shared by records of several entities -- an ambiguous dock MAC -- lists them all; identity resolution reads
+# it to find every record a changed key touches).
 entity_keys = Table(
     "entity_keys", metadata,
     Column("entity_type", String(20), primary_key=True),
     Column("key", String(600), primary_key=True),  # "serial_number:C02FK1ABQ6L4"
-    Column("entity_id", Integer, nullable=False, index=True),
+    Column("entity_id", Integer, primary_key=True, index=True),
 )
 
 conflicts = Table(
@@ -237,4 +240,48 @@ kpi_snapshots = Table(
     Column("at", String(32), nullable=False),
     Column("run_id", Integer),
     Column("kpis", Text, nullable=False),
+)
+
+# -- identity (issue 19): ambiguous identifiers, operator decisions on them, suggested matches ------------
+# Values that join nothing because records that cannot be one thing hold them (or config/an operator says
+# so): one row per value while it is ambiguous; the merge log keeps when it became and stopped being so.
+ambiguous_identifiers = Table(
+    "ambiguous_identifiers", metadata,
+    Column("entity_type", String(20), primary_key=True),
+    Column("key", String(600), primary_key=True),
+    Column("origin", String(12), nullable=False),  # conflict | source | config | operator
+    Column("reason", Text, nullable=False),
+    Column("records", Integer, nullable=False, default=0),
+    Column("entities", Integer, nullable=False, default=0),
+    Column("since", String(32), nullable=False),
+    Column("updated_at", String(32)),
+    Column("run_id", Integer),
+)
+
+# `itam-sync identifiers block|allow VALUE --reason`: held across runs until changed.
+identifier_decisions = Table(
+    "identifier_decisions", metadata,
+    Column("entity_type", String(20), primary_key=True),
+    Column("key", String(600), primary_key=True),
+    Column("action", String(10), nullable=False),  # block | allow
+    Column("reason", Text, nullable=False),
+    Column("actor", String(255)),
+    Column("at", String(32), nullable=False),
+)
+
+# Pairs of entities with no shared usable key but strong weak evidence; never merged without an operator.
+identity_suggestions = Table(
+    "identity_suggestions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_type", String(20), nullable=False),
+    Column("entity_a", Integer, nullable=False),
+    Column("entity_b", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON list of sentences
+    Column("status", String(12), nullable=False),  # open | accepted | dismissed | gone
+    Column("reason", Text),
+    Column("actor", String(255)),
+    Column("created_at", String(32), nullable=False),
+    Column("decided_at", String(32)),
+    UniqueConstraint("entity_type", "entity_a", "entity_b", name="uq_identity_suggestion"),
 )

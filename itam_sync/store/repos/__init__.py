@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 from itam_sync.store.repos.base import Db
 from itam_sync.store.repos.conflicts import ConflictsRepo
 from itam_sync.store.repos.entities import EntitiesRepo
+from itam_sync.store.repos.identity import IdentityRepo
 from itam_sync.store.repos.kpi_history import KpiHistoryRepo
 from itam_sync.store.repos.leases import LeasesRepo
 from itam_sync.store.repos.merge_log import MergeLogRepo
@@ -35,6 +36,7 @@ class Repos:
         self.reports = ReportQueries(self.db)
         self.publish = PublishRepo(self.db)
         self.leases = LeasesRepo(self.db)
+        self.identity = IdentityRepo(self.db)
         self.kpi_history = KpiHistoryRepo(self.db)  # overview KPI snapshots (insight/dashboard.py)
 
 

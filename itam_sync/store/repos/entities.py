@@ -65,7 +65,10 @@ class EntitiesRepo(RepoBase):
         return out
 
     def entity_by_key(self, entity_type: str, key: str) -> int | None:
-        r = self._exec("SELECT entity_id FROM entity_keys WHERE entity_type=? AND key=?", (entity_type, key)).fetchone()
+        """The entity a key identifies: None for an unknown or ambiguous key (it identifies no one thing)."""
+        r = self._exec("SELECT entity_id FROM entity_keys k WHERE entity_type=? AND key=? AND NOT EXISTS (SELECT 1 "
+                       "FROM ambiguous_identifiers a WHERE a.entity_type=k.entity_type AND a.key=k.key) "
+                       "ORDER BY entity_id LIMIT 1", (entity_type, key)).fetchone()
         return r[0] if r else None
 
     def entity_row(self, entity_id: int) -> tuple[str, str, int | None, str | None] | None:

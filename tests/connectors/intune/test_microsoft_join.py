@@ -19,7 +19,7 @@ from itam_sync.connectors.intune.connector import IntuneConnector
 from test_intune import SETTINGS as INTUNE_SETTINGS
 from test_intune import FakeGraph, ms_login
 
-from itam_sync.engine.identity import SINGLE_VALUED
+from itam_sync.model.keys import KeyKinds, KeyScope
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import run_connector
 from itam_sync.model.canonical import EntityType
@@ -86,8 +86,9 @@ def by_entra(assets: list[tuple[int, dict[str, Any], str]], entra: str) -> list[
     return [g for _, g, _ in assets if value(g, "entra_device_id") == entra]
 
 
-def test_entra_device_id_is_a_single_valued_default_key() -> None:
-    assert "entra_device_id" in SINGLE_VALUED[EntityType.ASSET]
+def test_entra_device_id_is_a_registration_default_key() -> None:
+    # It names one registration (a re-enrolled laptop gets a new one), so two never contradict a serial match.
+    assert KeyKinds().scope(EntityType.ASSET, "entra_device_id:x") is KeyScope.REGISTRATION
     keys = IdentityConfig().asset_keys
     assert keys.index("entra_device_id") == keys.index("hardware_uuid") + 1
 

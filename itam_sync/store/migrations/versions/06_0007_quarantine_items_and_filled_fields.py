@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"  # becomes "0006" when 05_0006 (identity) lands
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
