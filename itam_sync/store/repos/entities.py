@@ -23,11 +23,19 @@ class EntitiesRepo(RepoBase):
         return out
 
     def insert_entities(self, rows: list[tuple[int, str]], run_id: int | None, at: str) -> None:
+        if self.pg:  # COPY: a first sync creates most entities here
+            self.db.copy_rows("entities", ("id", "entity_type", "golden", "status", "created_run", "updated_run",
+                                           "created_at", "updated_at"),
+                              [(i, t, "{}", "active", run_id, run_id, at, at) for i, t in rows])
+            return
         self._many("INSERT INTO entities (id, entity_type, golden, status, created_run, updated_run, created_at, "
                    "updated_at) VALUES (?, ?, '{}', 'active', ?, ?, ?, ?)",
                    [(i, t, run_id, run_id, at, at) for i, t in rows])
 
     def insert_keys(self, rows: list[tuple[str, str, int]]) -> None:
+        if self.pg:
+            self.db.copy_insert_ignore("entity_keys", ("entity_type", "key", "entity_id"), rows, "entity_type, key")
+            return
         self._many("INSERT INTO entity_keys (entity_type, key, entity_id) VALUES (?, ?, ?) "
                    "ON CONFLICT (entity_type, key) DO NOTHING", rows)
 
@@ -101,9 +109,16 @@ class EntitiesRepo(RepoBase):
 
     def update_goldens(self, rows: list[tuple[str, str, int | None, str, int]]) -> None:
         """rows: (golden json, status, run_id, at, entity id)."""
+        if self.pg:
+            self.db.copy_update("entities", ("golden", "status", "updated_run", "updated_at", "id"), rows)
+            return
         self._many("UPDATE entities SET golden=?, status=?, updated_run=?, updated_at=? WHERE id=?", rows)
 
     def add_dirty(self, entity_ids: Iterable[int], run_id: int | None) -> None:
+        if self.pg:
+            self.db.copy_insert_ignore("dirty_entities", ("entity_id", "run_id"), [(e, run_id) for e in entity_ids],
+                                       "entity_id")
+            return
         self._many("INSERT INTO dirty_entities (entity_id, run_id) VALUES (?, ?) ON CONFLICT (entity_id) DO NOTHING",
                    [(e, run_id) for e in entity_ids])
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from itam_sync.store.chain import GENESIS, PG_LOCK_KEY, chain_rows
-from itam_sync.store.repos.base import Db, RepoBase, chunks, dumps, encode_value, loads
+from itam_sync.store.repos.base import Db, RepoBase, dumps, encode_value, loads
 
 CREATE = "create"  # a first merge's one row for every field (see the module docstring)
 CREATE_RULE = "first merge"  # the create row's own rule column; each field's rule is inside new_value
@@ -199,10 +199,7 @@ class MergeLogRepo(RepoBase):
 
     def _in_suffix(self, sql: str, ids: Iterable[Any], suffix: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
         """Like _in, with the parameters after the IN list."""
-        items = list(ids)
-        for chunk in chunks(items):
-            marks = ",".join("?" * len(chunk))
-            yield from self._exec(sql.format(**{"in": marks}), (*chunk, *suffix)).fetchall()
+        return self.db.in_chunks(sql, ids, (), suffix)
 
     def log_links_leaving(self, entity_ids: Iterable[int], until: str) -> list[tuple[Any, ...]]:
         """Link rows (same columns as log_rows_of) that moved a record away from one of these entities."""

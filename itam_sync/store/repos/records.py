@@ -24,9 +24,18 @@ class RecordsRepo(RepoBase):
         intern = sys.intern
         return {(r[0], r[1]): (r[2], r[3], r[4], bool(r[5]), intern(r[6] or "")) for r in rows}
 
+    _INSERT_COLUMNS = ("id", "connector", "stream", "source_key", "entity_type", "content_hash", "raw", "fields",
+                       "match_keys", "observed_at", "filled", "first_seen_run", "entity_id", "last_seen_run", "missing")
+    _UPDATE_COLUMNS = ("content_hash", "raw", "fields", "match_keys", "observed_at", "filled", "last_seen_run",
+                       "entity_id", "missing", "id")
+
     def insert_records(self, rows: list[tuple[Any, ...]]) -> None:
         """rows: (id, connector, stream, source_key, entity_type, hash, raw, fields, keys, observed_at, filled,
         run, entity_id)."""
+        if self.pg:  # COPY: a first sync writes every source record here
+            self.db.copy_rows("source_records", self._INSERT_COLUMNS, [(*r, r[-2], False) for r in rows])
+            self.db.grew("source_records", len(rows))
+            return
         self._many("INSERT INTO source_records (id, connector, stream, source_key, entity_type, content_hash, raw, "
                    "fields, match_keys, observed_at, filled, first_seen_run, entity_id, last_seen_run, missing) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -34,6 +43,10 @@ class RecordsRepo(RepoBase):
 
     def update_records(self, rows: list[tuple[Any, ...]]) -> None:
         """rows: (hash, raw, fields, keys, observed_at, filled, run, entity_id, id)."""
+        if self.pg:
+            self.db.copy_update("source_records", self._UPDATE_COLUMNS, [(*r[:8], False, r[8]) for r in rows],
+                                ", missing_since=NULL")
+            return
         self._many("UPDATE source_records SET content_hash=?, raw=?, fields=?, match_keys=?, observed_at=?, "
                    "filled=?, last_seen_run=?, entity_id=?, missing=?, missing_since=NULL WHERE id=?",
                    [(*r[:8], False, r[8]) for r in rows])
@@ -105,9 +118,5 @@ class RecordsRepo(RepoBase):
         return out
 
     def _live(self, entity_ids: Iterable[int]) -> Iterator[tuple[Any, ...]]:
-        items = list(entity_ids)
-        for chunk in chunks(items):
-            marks = ",".join("?" * len(chunk))
-            yield from self._exec(
-                f"SELECT entity_id, connector, fields, observed_at, id FROM source_records "
-                f"WHERE entity_id IN ({marks}) AND missing=?", (*chunk, False)).fetchall()
+        yield from self.db.in_chunks("SELECT entity_id, connector, fields, observed_at, id FROM source_records "
+                                     "WHERE entity_id IN ({in}) AND missing=?", entity_ids, (), (False,))
