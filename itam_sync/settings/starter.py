@@ -48,6 +48,7 @@ precedence:
 SYNC = """
 sync:
   deletion_guard: 0.10            # a full run may mark at most this share of a connector's records missing
+  fill_rate_drop: 0.20            # a full run whose field fill rate falls more than this ends `degraded`
 """
 
 PUBLISHING = """
