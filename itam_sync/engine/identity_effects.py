@@ -40,6 +40,7 @@ class PassContext(Protocol):
     actor: str | None
     use_pins: bool
     new_entity_id: Callable[[EntityType], int]
+    quiet: set[int]
 
     def rules(self, etype: EntityType) -> AmbiguityRules: ...
 
@@ -159,13 +160,15 @@ class PassEffects:
             elif m.rid not in self.batch_ids:
                 moved.append((eid, m.rid))
             res.dirty.add(eid)
-            why_split = None
             if old is not None:
                 res.dirty.add(old)
-                if old in members_of:
-                    why_split = self._why_split(m, members_of[old], refused, now, stored)
-                    res.split += 1
-                    self._row(old, "split", old, {"record": m.ref, "entity": eid}, why_split)
+            if m.rid in self.r.quiet:
+                continue  # the operator's own link/unlink row says it
+            why_split = None
+            if old is not None and old in members_of:
+                why_split = self._why_split(m, members_of[old], refused, now, stored)
+                res.split += 1
+                self._row(old, "split", old, {"record": m.ref, "entity": eid}, why_split)
             self._row(eid, "link", old, {"record": m.ref, "entity": eid}, self._why_link(m, members_of[eid], why_split))
         return moved
 
@@ -197,6 +200,9 @@ class PassEffects:
                 members_of: dict[int, list[Member]]) -> None:
         for e, into in absorbed.items():
             self.res.merged += 1
+            if all(m.pinned is not None for m in old_of[e]):
+                self._row(into, "merge", e, into, f"manual link left entity {e} without records")
+                continue
             mine = {k for m in old_of[e] for k in m.keys if k not in self.blocked}
             rest = {k for m in members_of.get(into, ()) if m.entity_id != e for k in m.keys}
             via = sorted(mine & rest, key=self.order)
@@ -247,6 +253,9 @@ class PassEffects:
         rows: list[tuple[Any, ...]] = []
         for k in sorted(conflict_keys):
             rows += self._refused_on(k, final)
+        if rows and r.use_pins:  # an operator placed these records: no link of theirs is refused
+            pinned = r.repo.conflicts.pins({row[2] for row in rows})
+            rows = [row for row in rows if row[2] not in pinned]
         for i, k, ci, why in clustering.refused:
             m = free[i]
             if not m.missing:

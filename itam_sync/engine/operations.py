@@ -17,6 +17,7 @@ from itam_sync import clock
 from itam_sync.engine.merge.apply import MergeStats, apply_merge
 from itam_sync.engine.merge.rules import MANUAL, Rules
 from itam_sync.engine.registry import Registry
+from itam_sync.engine.resolution import policy_for, reresolve_records
 from itam_sync.mapping.engine import MappingError, kind_check
 from itam_sync.mapping.loader import load_mapping
 from itam_sync.mapping.transforms import TransformError
@@ -103,19 +104,14 @@ def link(store: Store, settings: Settings, record_ref: str, entity_ref: str, rea
             raise OperationError(f"entity {eid} was merged away; link to its successor instead")
         at = _now()
         repo.conflicts.pin(rid, eid, "link", reason, actor, at)
-        repo.entities.set_record_entities([(eid, rid)])
         repo.conflicts.resolve_conflicts_for(rid)
         repo.log.insert_log([(None, at, etype, eid, "link", None, dumps(old_eid),
                           dumps({"record": f"{conn}/{stream}/{key}", "entity": eid}), "manual",
                           f"manual link: {reason or 'no reason given'}", actor)])
-        if old_eid is not None and old_eid != eid and not repo.records.records_of_entity(old_eid):
-            # The record was its entity's last (e.g. a link undoing an unlink): the emptied entity joins the
-            # target with its keys and overrides instead of lingering as an empty "missing" record.
-            repo.entities.merge_entities(old_eid, eid, None, at)
-            repo.log.insert_log([(None, at, etype, eid, "merge", None, dumps(old_eid), dumps(eid), "manual",
-                                  f"manual link left entity {old_eid} without records", actor)])
-            old_eid = None
-        apply_merge(repo, [e for e in (old_eid, eid) if e is not None], _rules(settings), None, at, actor=actor)
+        # Identity moves the record, re-decides what it leaves behind and merges an entity it left empty (e.g.
+        # a link undoing an unlink) into the target with its overrides, instead of leaving an empty record.
+        res = reresolve_records(repo, policy_for(settings), [rid], at=at, actor=actor, quiet={rid})
+        apply_merge(repo, sorted(res.dirty | {eid}), _rules(settings), None, at, actor=actor)
     return rid, eid
 
 
@@ -129,19 +125,14 @@ def unlink(store: Store, settings: Settings, record_ref: str, reason: str | None
         at = _now()
         new_eid = repo.db.allocate_ids("entities", 1)[0]
         repo.entities.insert_entities([(new_eid, etype)], None, at)
-        # Keys that only this record brings move with it; shared keys stay with the old entity.
-        others = {k for r in repo.records.records_of_entity(old_eid) if r[0] != rid for k in json.loads(r[4])} \
-            if old_eid is not None else set()
-        mine = [k for k in json.loads(keys_json) if k not in others]
-        repo.entities.move_keys(mine, etype, new_eid)
         repo.conflicts.pin(rid, new_eid, "unlink", reason, actor, at)
-        repo.entities.set_record_entities([(new_eid, rid)])
         repo.conflicts.resolve_conflicts_for(rid)
         repo.log.insert_log([(None, at, etype, old_eid or new_eid, "unlink", None, dumps(old_eid),
                           dumps({"record": f"{conn}/{stream}/{key}", "entity": new_eid}), "manual",
                           f"manual split: {reason or 'no reason given'}", actor)])
-        apply_merge(repo, [e for e in (old_eid, new_eid) if e is not None], _rules(settings), None, at,
-                    actor=actor)
+        # Identity moves the record and its keys, and re-decides the records it leaves behind.
+        res = reresolve_records(repo, policy_for(settings), [rid], at=at, actor=actor, quiet={rid})
+        apply_merge(repo, sorted(res.dirty | {new_eid}), _rules(settings), None, at, actor=actor)
     return rid, new_eid
 
 

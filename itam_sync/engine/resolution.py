@@ -54,9 +54,12 @@ class Resolver:
     """Runs resolution passes inside the caller's transaction (which holds the store's writer lock)."""
 
     def __init__(self, repo: Repos, policy: IdentityPolicy, new_entity_id: Callable[[EntityType], int], *,
-                 run_id: int | None, at: str, source: str, actor: str | None = None, use_pins: bool = True) -> None:
+                 run_id: int | None, at: str, source: str, actor: str | None = None, use_pins: bool = True,
+                 quiet: set[int] | None = None) -> None:
         self.repo, self.policy, self.new_entity_id = repo, policy, new_entity_id
         self.run_id, self.at, self.source, self.actor, self.use_pins = run_id, at, source, actor, use_pins
+        # Records whose move the caller logs itself (an operator's link or unlink writes its own row).
+        self.quiet = quiet or set()
 
     def rules(self, etype: EntityType) -> AmbiguityRules:
         decisions = {(t, k): Decision(a, r, who, when) for t, k, a, r, who, when in
@@ -449,6 +452,13 @@ class _Pass(PassEffects):
         return min(ranks, default=99)
 
 
+def policy_for(settings: Any, registry: Any = None) -> IdentityPolicy:
+    """The identity policy of a config: `identity:` plus the key kinds its connectors declare."""
+    from itam_sync.engine.registry import Registry
+
+    return IdentityPolicy.from_config(settings.identity, connector_key_kinds(settings, registry or Registry()))
+
+
 def connector_key_kinds(settings: Any, registry: Any) -> list[KeyKind]:
     """Key kinds the configured connectors' classes declare (`key_kinds = (KeyKind(...),)`)."""
     out: list[KeyKind] = []
@@ -468,3 +478,27 @@ def _keys(text: str) -> tuple[str, ...]:
     if "\\" not in text and text.startswith('["') and text.endswith('"]'):
         return tuple(text[2:-2].split('","'))
     return tuple(json.loads(text))
+
+
+def reresolve_records(repo: Repos, policy: IdentityPolicy, record_ids: list[int], *, at: str, actor: str | None,
+                      source: str = "manual", quiet: set[int] | None = None,
+                      forced: dict[EntityType, set[str]] | None = None) -> PassResult:
+    """Re-decide stored records (and `forced` keys) outside a sync run: after an operator pinned a record, or
+    blocked or allowed a value. Writes the records' entities itself (a sync run's staging does that)."""
+    recs: list[RecordToResolve] = []
+    pins = repo.conflicts.pins(record_ids)
+    for rid in record_ids:
+        row = repo.records.record(rid)
+        if row is None:
+            continue
+        _, conn, stream, skey, eid, etype, keys_json = row
+        recs.append(RecordToResolve(rid, EntityType(etype), list(_keys(keys_json)), eid, pins.get(rid),
+                                    f"{conn}/{stream}/{skey}", f"{conn}/{stream}"))
+
+    def new_id(_e: EntityType) -> int:
+        return repo.db.allocate_ids("entities", 1)[0]
+
+    res = Resolver(repo, policy, new_id, run_id=None, at=at, source=source, actor=actor, quiet=quiet).resolve(
+        recs, forced)
+    repo.identity.set_entities_of([(e, rid) for rid, e in res.entity_of.items()])
+    return res
