@@ -30,12 +30,13 @@ def main(ctx: click.Context, verbose: int, quiet: bool, log_format: str) -> None
 
 def _register() -> None:
     """Add every command group's commands to `main` (command modules never import each other or this one)."""
-    from itam_sync.cli import audit, inspect, operate, ops, publish, reports, sandbox, sync, web
+    from itam_sync.cli import audit, identity, inspect, operate, ops, publish, reports, sandbox, sync, web
 
     for cmd in (sync.validate, sync.init, sync.run, sync.check, sync.merge, sync.connectors_cmd,
                 inspect.runs, inspect.conflicts, inspect.log_cmd, inspect.explain, inspect.export, inspect.summary,
                 inspect.quarantine, operate.link, operate.unlink, operate.override, operate.overrides,
-                web.web, audit.audit, reports.report, ops.serve, ops.status, sandbox.sandbox, *publish.COMMANDS):
+                web.web, audit.audit, reports.report, ops.serve, ops.status, sandbox.sandbox, *publish.COMMANDS,
+                *identity.COMMANDS):
         main.add_command(cmd)
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from itam_sync.store.repos.base import RepoBase
+from itam_sync.store.repos.base import PG_CHUNK, RepoBase
 
 # Identity reads a batch's keys and entities at once: larger IN lists than the default chunk (SQLite allows
 # 32766 variables, PostgreSQL 65535) mean fewer round trips per batch.
@@ -26,6 +26,12 @@ class IdentityRepo(RepoBase):
             return
         cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
+            if self.pg:  # one `= ANY(array)` parameter: psycopg would re-parse 4,000 placeholders per query
+                sql = self._sql(sql.replace("IN ({in})", "= ANY(?)"))
+                for i in range(0, len(values), PG_CHUNK):
+                    cursor.execute(sql, (*prefix, values[i:i + PG_CHUNK], *suffix))
+                    yield from cursor.fetchall()
+                return
             for i in range(0, len(values), BIG):
                 chunk = values[i:i + BIG]
                 cursor.execute(self._sql(sql.format(**{"in": ",".join("?" * len(chunk))})), (*prefix, *chunk, *suffix))
@@ -51,6 +57,11 @@ class IdentityRepo(RepoBase):
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         return [r[0] for r in self._exec("SELECT DISTINCT key FROM entity_keys WHERE entity_type=? AND key>=? AND "
                                          "key<?", (entity_type, prefix, upper)).fetchall()]
+
+    def keys_after(self, entity_type: str, after: str, limit: int) -> list[str]:
+        """Distinct keys of a type after `after`, in order (a re-check walks them in chunks)."""
+        return [r[0] for r in self._exec("SELECT DISTINCT key FROM entity_keys WHERE entity_type=? AND key>? "
+                                         "ORDER BY key LIMIT ?", (entity_type, after, limit)).fetchall()]
 
     def entity_members(self, entity_ids: Iterable[int]) -> list[tuple[Any, ...]]:
         """Every record of these entities: (id, entity_id, "connector/stream", source_key, match_keys JSON,
@@ -79,6 +90,12 @@ class IdentityRepo(RepoBase):
 
     def set_key_pairs(self, entity_type: str, add: list[tuple[str, int]], remove: list[tuple[str, int]]) -> None:
         """Insert and delete (key, entity) rows of entity_keys."""
+        if self.pg:  # a first load adds every key here: COPY through a temp table
+            self.db.copy_delete("entity_keys", ("entity_type", "key", "entity_id"),
+                                [(entity_type, k, e) for k, e in remove])
+            self.db.copy_insert_ignore("entity_keys", ("entity_type", "key", "entity_id"),
+                                       [(entity_type, k, e) for k, e in add], "")
+            return
         self._many("DELETE FROM entity_keys WHERE entity_type=? AND key=? AND entity_id=?",
                    [(entity_type, k, e) for k, e in remove])
         self._many("INSERT INTO entity_keys (entity_type, key, entity_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -86,6 +103,9 @@ class IdentityRepo(RepoBase):
 
     def set_entities_of(self, rows: list[tuple[int, int]]) -> None:
         """rows: (entity_id, record_id)."""
+        if self.pg:
+            self.db.copy_update("source_records", ("entity_id", "id"), rows)
+            return
         self._many("UPDATE source_records SET entity_id=? WHERE id=?", rows)
 
     def retire_entity(self, from_id: int, into_id: int, run_id: int | None, at: str) -> None:

@@ -1,0 +1,181 @@
+"""Identity through the real runner and store: ambiguous values, splits, releases, registrations, operator
+blocks and allows, configured values, with the exact merge-log rows each writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from itam_sync.engine.identifiers import decide, list_identifiers
+from itam_sync.engine.operations import OperationError
+from itam_sync.settings import IdentityConfig
+from tests.engine.identity_world import World
+
+DOCK = "64:4b:f0:10:20:30"  # a USB-C dock's Ethernet adapter (an OUI no built-in list knows)
+D = "mac:644bf0102030"
+M1 = {"id": "m1", "serial": "S1AAAA", "macs": ["a4:83:e7:00:00:01", DOCK]}
+X = {"id": "x", "serial": "To Be Filled By O.E.M.", "macs": ["a4:83:e7:00:00:0a", DOCK]}
+B = {"id": "b", "serial": "S2BBBB", "macs": ["a4:83:e7:00:00:0b", DOCK]}
+WHY = "held by records that cannot be one thing: different serial_number (S1AAAA vs S2BBBB)"
+
+
+def test_a_placeholder_laptop_behind_a_shared_dock_is_split_off_when_the_dock_turns_out_shared(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.sync("mdm", devices=[M1])
+    e1 = w.entity_of("mdm/devices/m1")
+    assert w.log() == [(e1, "link", None, {"record": "mdm/devices/m1", "entity": e1}, "mdm", "new entity")]
+    # Nothing says yet that the dock is shared: the placeholder-serial laptop joins on it.
+    w.sync("edr", devices=[X])
+    assert w.log() == [(e1, "link", None, {"record": "edr/devices/x", "entity": e1}, "edr",
+                        "matched mac:644bf0102030")]
+    # A second laptop with a real serial reports it: the MAC is ambiguous, the placeholder laptop splits off.
+    w.sync("edr", devices=[X, B])
+    ex, eb = w.entity_of("edr/devices/x"), w.entity_of("edr/devices/b")
+    assert len({e1, ex, eb}) == 3
+    amb = {"identifier": D, "origin": "conflict", "records": 3}
+    assert w.log() == [
+        *[(e, "ambiguous", None, amb, "edr", f"{D} is ambiguous: {WHY}") for e in sorted((e1, ex, eb))],
+        (eb, "link", None, {"record": "edr/devices/b", "entity": eb}, "edr", "new entity"),
+        (e1, "split", e1, {"record": "edr/devices/x", "entity": ex}, "edr", f"mac:644bf0102030 is ambiguous: {WHY}"),
+        (ex, "link", e1, {"record": "edr/devices/x", "entity": ex}, "edr",
+         f"split from entity {e1}: mac:644bf0102030 is ambiguous: {WHY}"),
+        # The link refused: the laptop with the other serial, against the entity holding the value first by
+        # record reference (edr/devices/b).
+        (eb, "conflict", None, {"record": "mdm/devices/m1", "key": D}, "edr",
+         f"link refused: {D} is shared with entity {eb}: different serial_number (S1AAAA vs S2BBBB)")]
+    store = w.store()
+    with store.begin() as repo:
+        [row] = repo.identity.list_ambiguous("asset")
+        assert (row["key"], row["origin"], row["records"], row["entities"], row["reason"]) == (D, "conflict", 3, 3,
+                                                                                              WHY)
+        assert repo.entities.entity_by_key("asset", D) is None  # an ambiguous value identifies no one asset
+        assert repo.entities.goldens([e1])[e1][1]["mac_addresses"][0] == ["a483e7000001", "644bf0102030"]
+    store.close()
+    # The same records in another order, one per batch: the same partition.
+    (tmp_path / "other").mkdir()
+    other = World(tmp_path / "other", batch_size=1)
+    other.sync("edr", devices=[B, X])
+    other.sync("mdm", devices=[M1])
+    assert other.partition() == w.partition() == {frozenset({"mdm/devices/m1"}), frozenset({"edr/devices/x"}),
+                                                  frozenset({"edr/devices/b"})}
+
+
+def test_a_value_is_usable_again_when_its_evidence_goes(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.sync("mdm", devices=[M1])
+    w.sync("edr", devices=[X, B])
+    e1, ex, eb = (w.entity_of(f"{s}/devices/{i}") for s, i in (("mdm", "m1"), ("edr", "x"), ("edr", "b")))
+    # The laptop with the other serial stops reporting the dock: the placeholder laptop joins the first again.
+    w.sync("edr", devices=[X, {**B, "macs": ["a4:83:e7:00:00:0b"]}])
+    assert w.log() == [
+        (e1, "unambiguous", {"identifier": D}, None, "edr",
+         f"{D} is usable again: no longer held by records that cannot be one thing"),
+        (e1, "link", ex, {"record": "edr/devices/x", "entity": e1}, "edr", "matched mac:644bf0102030"),
+        (e1, "merge", ex, e1, "edr", "joined on mac:644bf0102030")]
+    assert w.partition() == {frozenset({"mdm/devices/m1", "edr/devices/x"}), frozenset({"edr/devices/b"})}
+    assert w.entity_of("edr/devices/b") == eb
+    store = w.store()
+    with store.begin() as repo:
+        assert repo.identity.list_ambiguous() == []
+        assert repo.conflicts.list_conflicts() == []  # the refused link is resolved
+    store.close()
+
+
+def test_a_reimaged_laptop_keeps_one_asset_with_a_stale_registration(tmp_path: Path) -> None:
+    w = World(tmp_path, sources=("intune", "defender"))
+    old = {"id": "enrol-1", "serial": "5CG1234XYZ", "entra": "11111111-2222-3333-4444-555555555555",
+           "macs": ["a4:b1:c2:00:00:01"]}
+    new = {**old, "id": "enrol-2", "entra": "99999999-8888-7777-6666-555555555555"}
+    w.sync("intune", devices=[old])
+    w.sync("defender", devices=[{"id": "m-new", "entra": new["entra"], "macs": ["a4:b1:c2:00:00:01"]}])
+    w.sync("intune", devices=[old, new])  # re-imaged: a new Entra device id, the stale enrolment stays
+    [one] = w.partition()
+    assert one == {"intune/devices/enrol-1", "intune/devices/enrol-2", "defender/devices/m-new"}
+    assert w.log() == [(w.entity_of("intune/devices/enrol-1"), "link", None,
+                        {"record": "intune/devices/enrol-2", "entity": w.entity_of("intune/devices/enrol-1")},
+                        "intune", "matched serial_number:5CG1234XYZ")]
+    store = w.store()
+    with store.begin() as repo:
+        assert repo.identity.list_ambiguous() == [] and repo.conflicts.list_conflicts() == []
+    store.close()
+
+
+def test_cloned_vms_with_one_smbios_uuid_stay_two_assets(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    uuid = "4211aaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    w.sync("edr", devices=[{"id": "vm-a", "uuid": uuid, "macs": ["00:0c:29:11:22:01"], "instance": "vm-101"},
+                           {"id": "vm-b", "uuid": uuid, "macs": ["00:0c:29:11:22:02"], "instance": "vm-102"}])
+    assert w.partition() == {frozenset({"edr/devices/vm-a"}), frozenset({"edr/devices/vm-b"})}
+    store = w.store()
+    with store.begin() as repo:
+        [row] = repo.identity.list_ambiguous()
+    store.close()
+    assert (row["key"], row["origin"]) == (f"hardware_uuid:{uuid}", "conflict")
+    assert row["reason"] == "held by records that cannot be one thing: different instance_id (vm-101 vs vm-102)"
+
+
+def test_a_shared_mailbox_joins_nobody(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.sync("okta", people=[{"id": "u1", "mail": "anna@example.com", "aliases": ["it-desk@example.com"]},
+                           {"id": "u2", "mail": "bob@example.com", "aliases": ["it-desk@example.com"]}])
+    w.sync("hr", people=[{"id": "E1", "emp": "E1", "mail": "anna@example.com"},
+                         {"id": "E2", "emp": "E2", "mail": "bob@example.com"}])
+    assert w.partition("person") == {frozenset({"okta/people/u1", "hr/people/E1"}),
+                                     frozenset({"okta/people/u2", "hr/people/E2"})}
+    store = w.store()
+    with store.begin() as repo:
+        [row] = repo.identity.list_ambiguous("person")
+    store.close()
+    assert (row["key"], row["origin"], row["reason"]) == (
+        "email:it-desk@example.com", "source", "okta/people reports it on two different records (u1, u2)")
+
+
+def test_an_operator_blocks_and_allows_a_value(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.sync("mdm", devices=[M1])
+    w.sync("edr", devices=[X])
+    e1 = w.entity_of("mdm/devices/m1")
+    settings = w.settings
+    change = decide(w.store(), settings, "64-4B-F0-10-20-30", "block", "the meeting-room dock", actor="ops")
+    assert (change.key, change.ambiguous, change.split) == (D, 1, 1)
+    ex = w.entity_of("edr/devices/x")
+    why = "blocked by ops: the meeting-room dock"
+    manual = [r for r in w.log(run="all") if r[4] == "manual"]
+    assert manual == [
+        *[(e, "ambiguous", None, {"identifier": D, "origin": "operator", "records": 2}, "manual",
+           f"{D} is ambiguous: {why}") for e in sorted((e1, ex))],
+        (e1, "split", e1, {"record": "edr/devices/x", "entity": ex}, "manual", f"{D} is ambiguous: {why}"),
+        (ex, "link", e1, {"record": "edr/devices/x", "entity": ex}, "manual",
+         f"split from entity {e1}: {D} is ambiguous: {why}")]
+    # Held across runs.
+    w.sync("edr", devices=[{**X, "host": "changed"}])
+    assert w.entity_of("edr/devices/x") == ex
+    [row] = list_identifiers(w.store(), settings)
+    assert (row["value"], row["status"], row["origin"], row["scope"], row["records"]) == (
+        D, "ambiguous", "operator", "network", 2)
+    decide(w.store(), settings, D, "allow", "one laptop's own dock after all", actor="ops")
+    assert w.entity_of("edr/devices/x") == e1
+    assert [(r[1], r[5]) for r in w.log(run="all") if r[4] == "manual"][-3:] == [
+        ("unambiguous", f"{D} is usable again: allowed: one laptop's own dock after all"),
+        ("link", "matched mac:644bf0102030"), ("merge", "joined on mac:644bf0102030")]
+    [row] = list_identifiers(w.store(), settings)
+    assert (row["status"], row["why"]) == ("allowed", "allowed by ops: one laptop's own dock after all")
+    with pytest.raises(OperationError, match="needs --reason"):
+        decide(w.store(), settings, D, "block", " ")
+    with pytest.raises(OperationError, match="is a prefix"):
+        decide(w.store(), settings, "64:4b:f0", "block", "all of them")
+
+
+def test_configured_values_join_nothing_and_are_listed(tmp_path: Path) -> None:
+    w = World(tmp_path, identity=IdentityConfig(ambiguous_values=["64:4b:f0"]))
+    w.sync("mdm", devices=[M1])
+    w.sync("edr", devices=[X])
+    assert w.partition() == {frozenset({"mdm/devices/m1"}), frozenset({"edr/devices/x"})}
+    [row] = list_identifiers(w.store(), w.settings)
+    assert (row["value"], row["origin"], row["why"], row["records"], row["entities"]) == (
+        D, "config", "identity.ambiguous_values: 64:4b:f0", 2, 2)
+    # Dropping it from the config makes it usable at the next run (the records did not change).
+    w.identity = IdentityConfig()
+    w.sync("edr", devices=[X, {"id": "y", "serial": "S9", "macs": ["a4:83:e7:00:00:99"]}])
+    assert frozenset({"mdm/devices/m1", "edr/devices/x"}) in w.partition()
