@@ -21,7 +21,7 @@ ANALYZE_MIN = 2000  # PostgreSQL: rows a transaction writes to a never-analyzed 
 # PostgreSQL: the tables `analyze` refreshes during a large write, and the columns their queries filter and join
 # on (analyzing source_records' wide JSON text columns too costs three times as much and steers no plan).
 ANALYZED = {"entity_keys": ("entity_type", "key", "entity_id"),
-            "source_records": ("id", "connector", "stream", "source_key", "entity_id", "missing"),
+            "source_records": ("id", "connector", "stream", "entity_id", "missing"),
             "entities": ()}  # all: the web's expression indexes on golden get statistics only from a full ANALYZE
 WRITE_LOCK_KEY = 7_193_004_211  # PostgreSQL advisory lock id of the store's writer lock (any fixed bigint)
 
@@ -41,6 +41,7 @@ class Db:
         self._sequence: dict[str, str] = {}  # PostgreSQL: table -> its id sequence's name
         self._written: dict[str, int] = {}  # PostgreSQL: rows this transaction bulk-wrote, per table (`grew`)
         self._analyze_at: dict[str, int] = {}
+        self._known: dict[str, int] = {}  # PostgreSQL: the planner's row count of a table when this transaction began
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.pg else sql
@@ -125,14 +126,24 @@ class Db:
     def copy_insert_ignore(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
                            conflict: str) -> None:
         """PostgreSQL: INSERT ... ON CONFLICT (`conflict`) DO NOTHING of many rows: COPY into a temp table, then
-        one INSERT ... SELECT (COPY itself cannot skip conflicting rows)."""
+        one INSERT ... SELECT (COPY itself cannot skip conflicting rows). conflict="": any unique index."""
         if not rows:
             return
         cols = ", ".join(columns)
         tmp = self._staged(table, columns, rows)
+        target = f"({conflict}) " if conflict else ""
         # One round trip: without parameters psycopg sends several statements at once.
-        self._exec(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT ({conflict}) DO NOTHING; "
+        self._exec(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} ON CONFLICT {target}DO NOTHING; "
                    f"DROP TABLE {tmp}")
+
+    def copy_delete(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """PostgreSQL: `DELETE FROM table WHERE column=value AND ...` for many rows, through a temp table (analyzed,
+        so the planner probes `table`'s index per row instead of hashing all of it)."""
+        if not rows:
+            return
+        tmp = self._staged(table, columns, rows)
+        match = " AND ".join(f"t.{c}=s.{c}" for c in columns)
+        self._exec(f"ANALYZE {tmp}; DELETE FROM {table} AS t USING {tmp} AS s WHERE {match}; DROP TABLE {tmp}")
 
     def copy_update(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
                     also: str = "") -> None:
@@ -161,22 +172,25 @@ class Db:
             self._exec(f"ANALYZE {table}" + (f" ({', '.join(columns)})" if columns else ""))
 
     def grew(self, table: str, n: int) -> None:
-        """PostgreSQL: note `n` rows written to `table`; ANALYZE it when this transaction's rows reach the size
-        the planner last knew (at least ANALYZE_MIN), then each time they double.
+        """PostgreSQL: note `n` rows this transaction wrote to `table`; ANALYZE it once they are a tenth of what
+        the planner knew of the table (at least ANALYZE_MIN rows), then when they double or pass that size.
 
-        A first load commits a table's rows before autovacuum ever analyzed it: without statistics the merge's
-        `entity_id IN (...)` read of source_records was planned as a scan of every live record (0.3 s per batch
-        of 1,000 entities at 100,000 records). A few cheap ANALYZEs while the table is small fix the plan; a
-        table already known to be large is not analyzed again for a small run."""
+        A first load writes and commits rows no statistics describe yet (autovacuum comes later). Without them
+        the planner takes a connector whose rows are all new for an empty one and reads "records of these
+        entities from this connector" by scanning the connector's records (0.1-0.3 s per batch), and reads the
+        merge's "records of these entities" by scanning every live record (0.3 s per 1,000 entities at 100,000
+        records). A few ANALYZEs of the columns queries filter on (ANALYZED) fix both plans; a small run into a
+        large table analyzes nothing."""
         if not self.pg or not n:
             return
         written = self._written[table] = self._written.get(table, 0) + n
         if table not in self._analyze_at:
-            known = self._exec("SELECT reltuples FROM pg_class WHERE oid=?::regclass", (table,)).scalar()
-            self._analyze_at[table] = max(ANALYZE_MIN, int(known or 0))
+            known = int(self._exec("SELECT reltuples FROM pg_class WHERE oid=?::regclass", (table,)).scalar() or 0)
+            self._known[table] = max(known, 0)
+            self._analyze_at[table] = max(ANALYZE_MIN, known // 10)
         if written >= self._analyze_at[table]:
             self.analyze(table)
-            self._analyze_at[table] = 2 * written
+            self._analyze_at[table] = max(2 * written, self._known[table])
 
 
 class RepoBase:
