@@ -145,7 +145,7 @@ def run_report(store: Store, settings: Settings, name: str, days: int | None = N
     if days is not None and not info.takes_days:
         raise OperationError(f"report {name!r} takes no --days")
     if days is not None and not 0 <= days <= MAX_DAYS:
-        raise OperationError(f"--days must be from 0 to {MAX_DAYS} (100 years), not {days}")
+        raise OperationError(f"--days out of range: it must be from 0 to {MAX_DAYS} (100 years), not {days}")
     ctx = ReportContext(settings, (now or clock.now()).astimezone(UTC), days, filters or ReportFilters())
     spec = REPORTS[name]
     with store.begin() as repo:
