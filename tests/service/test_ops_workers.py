@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from itam_sync import clock
 from itam_sync.store import Store
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -49,7 +50,10 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def test_two_workers_share_the_work_without_overlap_or_double_merges(demo, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_two_workers_share_the_work_without_overlap_or_double_merges(demo, postgres_url: str,  # type: ignore[no-untyped-def]
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Run times are compared with this process's wall clock (the kill), so the workers run on the real clock.
+    monkeypatch.delenv(clock.SHIFT_ENV, raising=False)
     mdm = demo.data / "mdm_devices.jsonl"
     base = mdm.read_text()
     mdm.write_text(base + "".join(_device(i, "14.0") + "\n" for i in range(3000)))  # runs that take a while
