@@ -23,6 +23,7 @@ ANALYZE_MIN = 2000  # PostgreSQL: rows a transaction writes to a never-analyzed 
 ANALYZED = {"entity_keys": ("entity_type", "key", "entity_id"),
             "source_records": ("id", "connector", "stream", "entity_id", "missing"),
             "entities": ()}  # all: the web's expression indexes on golden get statistics only from a full ANALYZE
+ANALYZE_TARGET = 10  # PostgreSQL: statistics target of those mid-load ANALYZEs (`analyze`)
 WRITE_LOCK_KEY = 7_193_004_211  # PostgreSQL advisory lock id of the store's writer lock (any fixed bigint)
 
 
@@ -166,10 +167,16 @@ class Db:
 
         A first sync inserts most of entity_keys inside one transaction, which autovacuum cannot see: the planner
         keeps believing the table is tiny and answers each identity lookup (`owners`) by scanning every key of
-        the entity type, O(n) per batch. Fresh statistics make it probe the primary key instead."""
+        the entity type, O(n) per batch. Fresh statistics make it probe the primary key instead.
+
+        A small sample (statistics target ANALYZE_TARGET: 3,000 rows instead of 30,000, 8x cheaper) is enough to
+        steer those plans while a load runs; the load's rows count as changes, so autovacuum analyzes the table
+        in full after it commits."""
         if self.pg and table in ANALYZED:
             columns = ANALYZED[table]
-            self._exec(f"ANALYZE {table}" + (f" ({', '.join(columns)})" if columns else ""))
+            self._exec(f"SET LOCAL default_statistics_target = {ANALYZE_TARGET}; "
+                       f"ANALYZE {table}" + (f" ({', '.join(columns)})" if columns else "") +
+                       "; SET LOCAL default_statistics_target TO DEFAULT")
 
     def grew(self, table: str, n: int) -> None:
         """PostgreSQL: note `n` rows this transaction wrote to `table`; ANALYZE it once they are a tenth of what
