@@ -25,8 +25,17 @@ _encode_str = json.encoder.encode_basestring
 _stdlib_loads = json.loads
 _orjson_dumps = orjson.dumps
 _orjson_loads = orjson.loads
-# Datetimes and dataclasses go through default=str, as with the stdlib encoder (orjson would write ISO form).
+# Datetimes and dataclasses go through _default, as with the stdlib encoder (orjson would write ISO form / dicts).
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _default(value: Any) -> Any:
+    """What orjson leaves to `default`, as the stdlib encoder (default=str) writes it."""
+    if isinstance(value, float):  # a float subclass (numpy.float64): the stdlib writes the number
+        return float(value)
+    if isinstance(value, tuple):  # a namedtuple: the stdlib writes an array
+        return list(value)
+    return str(value)
 _DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
 _LONG_NUMBER = b"0" * 19  # 19 digits in a row: maybe an integer beyond 64 bits, read by the stdlib
 
@@ -34,7 +43,7 @@ _LONG_NUMBER = b"0" * 19  # 19 digits in a row: maybe an integer beyond 64 bits,
 def dumps_bytes(value: Any) -> bytes:
     """Compact UTF-8 JSON of `value` (the staging content hash is taken over these bytes)."""
     try:
-        return _orjson_dumps(value, default=str, option=_OPTIONS)
+        return _orjson_dumps(value, default=_default, option=_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError: too large an int, a non-str key, a lone surrogate
         return _stdlib_dumps(value).encode()
 
@@ -42,7 +51,7 @@ def dumps_bytes(value: Any) -> bytes:
 def dumps(value: Any) -> str:
     """Compact JSON text of `value` (non-ASCII kept, unknown types as str())."""
     try:
-        return _orjson_dumps(value, default=str, option=_OPTIONS).decode()
+        return _orjson_dumps(value, default=_default, option=_OPTIONS).decode()
     except TypeError:
         return _stdlib_dumps(value)
 

@@ -3,6 +3,7 @@ round trips for what orjson cannot encode or read exactly, and old stored text s
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import uuid
@@ -24,13 +25,21 @@ class Point:
     x: int
 
 
+class Ratio(float):
+    """A float subclass, as numpy.float64 is."""
+
+
+Pair = collections.namedtuple("Pair", "left right")
+
+
 ORDINARY: list[Any] = [
     {"serialNumber": "C02FK1ABQ6L4", "osVersion": "14.6.1", "ram": 32, "price": 1299.5, "managed": True,
      "user": None, "macs": ["a4:83:e7:12:34:56", ""], "nested": {"a": [1, 2, {"b": -3}]}},
     "Zoë Łukasiewicz — 東京 ✓", "line\nbreak\ttab \"quoted\" back\\slash \x1f \x7f \u2028", 0, -1, 2**63 - 1, -2**63,
     2**64 - 1, 1.0, -0.0, 0.1, 1e16, 1e300, 3.14e-10, [], {}, "", True, False,
     datetime(2026, 11, 26, 8, 0, tzinfo=UTC), date(2026, 11, 26), uuid.UUID(int=7), Decimal("1.20"), Point(1),
-    {"when": datetime(2026, 1, 2, 3, 4, 5)},
+    {"when": datetime(2026, 1, 2, 3, 4, 5)}, Ratio(0.25), {"r": [Ratio(2.0)]}, Pair(1, "b"), {"p": Pair([], None)},
+    {1, 2}, b"raw",
 ]
 
 
