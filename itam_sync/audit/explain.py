@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from itam_sync import clock
+from itam_sync.audit.identity import RecordIdentity, record_identities
 from itam_sync.engine.merge.merger import merge_entity
 from itam_sync.engine.merge.rules import Rules
 from itam_sync.engine.operations import find_entity
+from itam_sync.engine.resolution import policy_for
 from itam_sync.model.canonical import EntityType
 from itam_sync.settings import Settings
 from itam_sync.store import Store
@@ -40,6 +42,9 @@ class Explanation:
     records: list[dict[str, Any]]
     fields: list[FieldExplanation]
     history: list[dict[str, Any]]
+    # Per source record: the key that joined it, the identifiers it holds that were not used and why, and
+    # whether it is a stale registration (audit/identity.py).
+    identity: list[RecordIdentity] = dc_field(default_factory=list)
 
 
 def age_of(at: str | None, now: datetime) -> str:
@@ -78,6 +83,7 @@ def explain(store: Store, settings: Settings, entity_ref: str, history: int = 20
         records = [{"id": r[0], "record": f"{r[1]}/{r[2]}/{r[3]}", "missing": bool(r[5]), "observed_at": r[6]}
                    for r in repo.records.records_of_entity(eid)]
         hist = repo.log.log_rows(entity_id=eid, limit=history)
+        identity = record_identities(repo, policy_for(settings), eid, etype)
     fields = []
     for name in sorted(decisions):
         d = decisions[name]
@@ -94,7 +100,7 @@ def explain(store: Store, settings: Settings, entity_ref: str, history: int = 20
             [{"source": s, "value": v, "observed_at": at, "age": age_of(at, now), "why_lost": why}
              for s, v, at, why in d.losers],
             None if ov is None else {k: ov[k] for k in ("value", "reason", "actor", "created_at", "expires_at")}))
-    return Explanation(eid, etype, status, records, fields, hist)
+    return Explanation(eid, etype, status, records, fields, hist, identity)
 
 
 def _override_detail(ov: dict[str, Any]) -> str:

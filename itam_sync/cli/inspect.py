@@ -156,6 +156,12 @@ def explain(config_path: str, entity: str, as_json: bool, as_of: str | None) -> 
     out.print(f"[bold]{ex.entity_type} {ex.entity_id}[/bold] ({ex.status})")
     for r in ex.records:
         out.print(f"  fed by {r['record']}" + (" [missing]" if r["missing"] else "") + f", seen {r['observed_at']}")
+    if ex.identity:
+        from itam_sync.audit.identity import identity_lines
+
+        out.print("identity (why each record is here; identifiers not used and why):")
+        for line in identity_lines(ex.identity):
+            out.print(line, markup=False, soft_wrap=True)
     for f in ex.fields:
         out.print(f"{f.field} = {_short(f.value)}", markup=False, soft_wrap=True)
         out.print(f"    won: {f.source}, {f.age} old; {f.rule}: {f.rule_detail}", markup=False, soft_wrap=True)

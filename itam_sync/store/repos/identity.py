@@ -27,7 +27,7 @@ class IdentityRepo(RepoBase):
         cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             if self.pg:  # one `= ANY(array)` parameter: psycopg would re-parse 4,000 placeholders per query
-                sql = self._sql(sql.replace("IN ({in})", "= ANY(?)"))
+                sql = self._sql(sql.replace("IN ({in})", "= ANY({in})").format(**{"in": "?"}))
                 for i in range(0, len(values), PG_CHUNK):
                     cursor.execute(sql, (*prefix, values[i:i + PG_CHUNK], *suffix))
                     yield from cursor.fetchall()
@@ -87,6 +87,13 @@ class IdentityRepo(RepoBase):
         bounds = tuple(b for p in prefixes for b in (p, p[:-1] + chr(ord(p[-1]) + 1)))
         return list(self._big_in(f"SELECT entity_id, key FROM entity_keys WHERE entity_id IN ({{in}}) AND ({ranges})",
                                  entity_ids, suffix=bounds))
+
+    def explain_records(self, entity_id: int) -> list[tuple[Any, ...]]:
+        """Every record of an entity for `explain`: (id, connector, stream, source_key, match_keys, fields, raw,
+        missing, observed_at, missing_since), in reference order."""
+        return [tuple(r) for r in self._exec(
+            "SELECT id, connector, stream, source_key, match_keys, fields, raw, missing, observed_at, missing_since "
+            "FROM source_records WHERE entity_id=? ORDER BY connector, stream, source_key", (entity_id,)).fetchall()]
 
     def set_key_pairs(self, entity_type: str, add: list[tuple[str, int]], remove: list[tuple[str, int]]) -> None:
         """Insert and delete (key, entity) rows of entity_keys."""
