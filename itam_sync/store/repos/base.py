@@ -67,7 +67,7 @@ class Db:
         placeholders re-parsed per call."""
         items = list(ids)
         if self.pg:
-            sql = sql.replace("IN ({in})", "= ANY(?)")
+            sql = sql.replace("IN ({in})", "= ANY({in})").format(**{"in": "?"})
             for chunk in chunks(items, PG_CHUNK):
                 yield from self._exec(sql, (*prefix, list(chunk), *suffix)).fetchall()
             return
