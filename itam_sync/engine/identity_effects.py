@@ -124,6 +124,8 @@ class PassEffects:
         for k in sorted(k for k, v in now.items() if v is not None or k in stored):
             v, was = now[k], stored.get(k)
             hs = self.holders.get(k, [])
+            if not hs:
+                v = None  # a blocked or configured value no record holds (yet) is listed as a decision, not here
             ents = sorted({e for e in (final.get(m.rid, m.entity_id) for m in hs) if e is not None})
             if v is not None:
                 if was is None or was != (v.origin, v.reason, len(hs), len(ents)):

@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from itam_sync.http_guard import MAX_DB_INT
 from itam_sync.model.canonical import EntityType
 from itam_sync.web.auth import COOKIE, TokenAuth
+from itam_sync.web.identity import add_identity_api
 from itam_sync.web.models import (
     AsOfDetail,
     ConflictPage,
@@ -214,4 +215,5 @@ def build_api() -> APIRouter:
         return ReportOut(name=name, title=info.title, description=info.description, columns=result.columns,
                          rows=report.rows, summary=summary)
 
+    add_identity_api(api)
     return api

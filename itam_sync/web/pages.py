@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from itam_sync.http_guard import MAX_DB_INT
 from itam_sync.model.canonical import EntityType
 from itam_sync.web.auth import COOKIE, TokenAuth, bearer_token, end_session, set_session_cookie, strip_token
+from itam_sync.web.identity import add_identity_pages
 from itam_sync.web.render import _safe_next, int_param, render, render_login
 from itam_sync.web.reporting import add_report_pages
 from itam_sync.web.service import (
@@ -215,6 +216,7 @@ def build_pages() -> APIRouter:
         return render(request, "audit.html", nav="audit", result=result, anchor=p.get("anchor", ""))
 
     add_report_pages(pages)
+    add_identity_pages(pages)
     router = APIRouter(include_in_schema=False)
     router.include_router(public)
     router.include_router(pages)
