@@ -32,9 +32,13 @@ log = logging.getLogger(__name__)
 @click.option("--workdir", default=None, type=click.Path(file_okay=False),
               help="Where the TLS CA file is written (default: a temporary directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line with the URLs, then serve.")
+@click.option("--identity-mess", is_flag=True,
+              help="Add the cases identity finds hardest: shared docks, placeholder serials, re-imaged laptops "
+                   "with stale enrolments, duplicate enrolments, renamed people, aliases (bench_identity.py).")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def sandbox(devices: int, people: int | None, port_base: int, tls_port: int | None, seed: int, faults: str,
-            max_page: int | None, workdir: str | None, as_json: bool, command: tuple[str, ...]) -> None:
+            max_page: int | None, workdir: str | None, as_json: bool, identity_mess: bool,
+            command: tuple[str, ...]) -> None:
     """Serve Okta, Entra/Intune (Graph), Defender, CrowdStrike, Jamf, SentinelOne, Kandji and BambooHR APIs
     with a seeded, messy population, until interrupted.
 
@@ -49,7 +53,7 @@ def sandbox(devices: int, people: int | None, port_base: int, tls_port: int | No
 
     try:
         handle = sb_module.start(devices=devices, people=people, seed=seed, faults=faults, port=port_base,
-                                 tls_port=tls_port, workdir=workdir, max_page=max_page)
+                                 tls_port=tls_port, workdir=workdir, max_page=max_page, identity_mess=identity_mess)
     except FaultSpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
     except OSError as exc:

@@ -7,8 +7,9 @@ A value ("mac:3c18a00b7c11", "hardware_uuid:...", "email:it@...") is ambiguous w
    different instance ids, a mailbox on two people with different employee ids;
 2. *one source*: one connector stream reports it on two of its own records that are otherwise different: for
    a hardware, instance or registration value, the two records both report MACs and share none (cloned VMs);
-   for a MAC, mailbox or name, the records share no single-valued value and each reports a MAC or mailbox the
-   other lacks (a placeholder-serial laptop and another laptop behind one dock);
+   for a MAC, mailbox or name, the records share no single-valued value and each reports a MAC or mailbox (for
+   a host name: or a registration) the other lacks (a placeholder-serial laptop and another laptop behind one
+   dock; two Entra devices named DESKTOP-SETUP);
 3. *config*: it matches `identity.ambiguous_values` ("mac:3c18a0*" is a prefix; a bare OUI "3c:18:a0" or MAC
    is read as a MAC prefix or value);
 4. *operator*: `itam-sync identifiers block VALUE --reason`.
@@ -27,7 +28,7 @@ from typing import Any
 from itam_sync.engine.identity import Signatures
 from itam_sync.model.canonical import EntityType
 from itam_sync.model.identifiers import normalize_mac
-from itam_sync.model.keys import DISTINGUISHING, SINGLE_VALUED, KeyKinds, KeyScope
+from itam_sync.model.keys import DISTINGUISHING, SINGLE_VALUED, WEAK_PREFIX, KeyKinds, KeyScope
 
 ORIGINS = ("conflict", "source", "config", "operator")
 
@@ -207,6 +208,8 @@ def _different(a: Any, b: Any, key: str, hard: bool, sigs: Signatures) -> bool:
     for k in sa & sb:
         if k != key and (kind := sigs.kind(k)) is not None and kind.scope in SINGLE_VALUED:
             return False
-    only_a = {kind.scope for k in sa - sb if (kind := sigs.kind(k)) is not None} & DISTINGUISHING
-    only_b = {kind.scope for k in sb - sa if (kind := sigs.kind(k)) is not None} & DISTINGUISHING
+    # A host name is cheap to give up: two registrations (two Entra devices of one name) already tell them apart.
+    telling = DISTINGUISHING | {KeyScope.REGISTRATION} if key[:1] == WEAK_PREFIX else DISTINGUISHING
+    only_a = {kind.scope for k in sa - sb if (kind := sigs.kind(k)) is not None} & telling
+    only_b = {kind.scope for k in sb - sa if (kind := sigs.kind(k)) is not None} & telling
     return bool(only_a & only_b)

@@ -252,7 +252,7 @@ def cluster(entity: EntityType, members: list[Member], blocked: Container[str], 
         else:
             clusters.append(comp)
     if weak_of or not all(has_strong):
-        clusters = _attach_weak(members, clusters, weak_of, has_strong)
+        clusters = _attach_weak(members, clusters, weak_of, sigs)
     clusters.sort(key=lambda c: c[0])
     if not refused:
         return Clustering(clusters)
@@ -293,7 +293,8 @@ def incompatible(a: dict[str, Any], b: dict[str, Any]) -> str | None:
 
 def _greedy(entity: EntityType, members: list[Member], comp: list[int], blocked: Container[str], sigs: Signatures,
             refused: list[tuple[int, str, int, str]]) -> list[list[int]]:
-    """Split a contradicting component: join along keys strongest first, refusing each contradicting link."""
+    """Split a contradicting component: join along keys strongest first (anchored ones first within a scope),
+    refusing each contradicting link."""
     comp = sorted(comp, key=lambda i: members[i].ref)  # a canonical order: by record reference
     group = {i: i for i in comp}  # member -> its group's id (the group's first member)
     items: dict[int, list[int]] = {i: [i] for i in comp}
@@ -303,8 +304,12 @@ def _greedy(entity: EntityType, members: list[Member], comp: list[int], blocked:
         for k in members[i].keys:
             if k[0] != WEAK_PREFIX and k not in blocked:
                 holders.setdefault(k, []).append(i)
+    # Strongest scope first; within a scope, values a record holds beside a hardware key (a Mac's own NIC,
+    # reported with its serial) before values no such record holds (a dock's MAC seen only by serial-less
+    # sources): the anchored value decides which machine the record in the middle belongs to.
     order = key_order_from(sigs)
-    for k in sorted(holders, key=order):
+    anchored = {k: any(members[i].sv for i in hs) for k, hs in holders.items()}
+    for k in sorted(holders, key=lambda k: (order(k)[0], not anchored[k], k)):
         gids = sorted({group[i] for i in holders[k]}, key=lambda g: members[g].ref)
         if len(gids) < 2:
             continue
@@ -332,33 +337,49 @@ def key_order_from(sigs: Signatures) -> Callable[[str], tuple[int, str]]:
     return order
 
 
-def _attach_weak(members: list[Member], strong: list[list[int]], weak_of: dict[int, list[str]],
-                 has_strong: list[bool]) -> list[list[int]]:
-    """Records with only weak keys: grouped among themselves, then joined to the one cluster their weak keys
-    reach (never to two: a weak key never merges entities)."""
-    n = len(members)
-    cluster_of: dict[int, int] = {i: ci for ci, c in enumerate(strong) for i in c}
-    strong_by_weak: dict[str, set[int]] = {}
+def _attach_weak(members: list[Member], strong: list[list[int]], weak_of: dict[int, list[str]], sigs: Signatures
+                 ) -> list[list[int]]:
+    """Records no strong key matched (alone in their strong cluster, or without strong keys) are grouped by
+    their weak keys, then joined to the one larger cluster their weak keys reach: never to two (a weak key never
+    merges entities), never against a single-valued key (a group that contradicts itself or its target stays
+    apart)."""
+    singles: dict[int, int] = {}  # member -> its strong cluster (of one)
+    cluster_of: dict[int, int] = {}
+    for ci, c in enumerate(strong):
+        for i in c:
+            cluster_of[i] = ci
+        if len(c) == 1:
+            singles[c[0]] = ci
+    loose = [i for i in range(len(members)) if i not in cluster_of or i in singles]
+    big_by_weak: dict[str, set[int]] = {}
     for i, ks in weak_of.items():
-        if has_strong[i]:
+        if i in cluster_of and i not in singles:
             for k in ks:
-                strong_by_weak.setdefault(k, set()).add(cluster_of[i])
-    uf = _UF(n)
+                big_by_weak.setdefault(k, set()).add(cluster_of[i])
+    uf = _UF(len(members))
     first: dict[str, int] = {}
-    weak_only = [i for i in range(n) if not has_strong[i]]
-    for i in weak_only:
+    for i in loose:
         for k in weak_of.get(i, ()):
             j = first.setdefault(k, i)
             if j != i:
                 uf.union(i, j)
     groups: dict[int, list[int]] = {}
-    for i in weak_only:
+    for i in loose:
         groups.setdefault(uf.find(i), []).append(i)
-    out = [list(c) for c in strong]
+    out = [list(c) for ci, c in enumerate(strong) if len(c) > 1]
+    index = {ci: n for n, ci in enumerate(ci for ci, c in enumerate(strong) if len(c) > 1)}
     for g in groups.values():
-        targets = {ci for i in g for k in weak_of.get(i, ()) for ci in strong_by_weak.get(k, ())}
+        if len(g) > 1 and _contradicts([members[i] for i in g], sigs):
+            out += [[i] for i in g]  # a weak key does not join what a single-valued key keeps apart
+            continue
+        targets = {ci for i in g for k in weak_of.get(i, ()) for ci in big_by_weak.get(k, ())}
         if len(targets) == 1:
-            out[targets.pop()] += g
+            t = index[next(iter(targets))]
+            if not _contradicts([members[i] for i in g + out[t]], sigs):
+                out[t] += g
+                continue
+        if targets:  # its weak keys point at two clusters, or at one it contradicts: they prove nothing
+            out += [[i] for i in g]
         else:
             out.append(g)
     return [sorted(c) for c in out]

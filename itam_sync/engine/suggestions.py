@@ -74,19 +74,22 @@ def local_variants(first: str, last: str) -> set[str]:
             f"{f[0]}.{la}", f"{la}{f[0]}"}
 
 
-def _first_last(golden: dict[str, Any]) -> tuple[str, str]:
+def _names(golden: dict[str, Any]) -> list[tuple[str, str]]:
+    """(first, last) pairs a person's addresses may be built from: the display name's first and last words, and
+    the two halves of a "first.last" e-mail local part (which keeps a number: "anna.berg7")."""
+    out: list[tuple[str, str]] = []
     name = _v(golden, "display_name")
     if isinstance(name, str):
         plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
-        words = ["".join(c for c in w if c.isalnum()) for w in plain.split()]
+        words = ["".join(c for c in w if c.isalnum()) for w in plain.replace(",", " ").split()]
         words = [w for w in words if w]
         if len(words) >= 2:
-            return words[0], words[-1]
+            out.append((words[0], words[-1]))
     email = _v(golden, "email")
     if isinstance(email, str) and "." in email.split("@")[0]:
         parts = email.split("@")[0].split(".")
-        return parts[0], parts[-1]
-    return "", ""
+        out.append((parts[0], parts[-1]))
+    return out
 
 
 def _people(items: list[tuple[int, dict[str, Any]]]) -> Iterable[Suggestion]:
@@ -119,8 +122,8 @@ def _people(items: list[tuple[int, dict[str, Any]]]) -> Iterable[Suggestion]:
         if not isinstance(email, str) or "@" not in email:
             continue
         local, domain = email.lower().split("@", 1)
-        first, last = _first_last(g)
-        for variant in sorted(local_variants(first, last) - {local}):
+        variants = set().union(*(local_variants(f, la) for f, la in _names(g))) if _names(g) else set()
+        for variant in sorted(variants - {local}):
             for other in by_address.get(f"{variant}@{domain}", ()):
                 go = golden[other]
                 if other == eid or (_v(g, "employee_id") and _v(go, "employee_id")

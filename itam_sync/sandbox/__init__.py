@@ -166,20 +166,21 @@ def _admin_routes(router: Router) -> None:
 
 def start(devices: int = 1000, people: int | None = None, seed: int = 1, faults: str = "", port: int = 0,
           tls_port: int | None = None, workdir: str | Path | None = None, max_page: int | None = None,
-          process: bool = False) -> SandboxHandle:
+          process: bool = False, identity_mess: bool = False) -> SandboxHandle:
     """Start a sandbox on 127.0.0.1 and return its handle (a context manager; `stop()` ends it).
 
     `port` 0 picks free ports; otherwise HTTP listens on `port` and HTTPS on `tls_port` (default port + 1).
     `max_page` caps every page size (more pages from a small population: what fault tests want).
-    `process=True` serves from a child process instead of threads of this one.
+    `process=True` serves from a child process instead of threads of this one. `identity_mess=True` serves
+    the population with the extra identity cases (`Population.identity_mess`).
     """
     spec = FaultSpec.parse(faults)  # fail here, with the item named, rather than in the child
     if process:
-        return _start_process(devices, people, seed, faults, port, tls_port, workdir, max_page)
+        return _start_process(devices, people, seed, faults, port, tls_port, workdir, max_page, identity_mess)
     own = workdir is None
     wd = Path(tempfile.mkdtemp(prefix="itam-sandbox-")) if workdir is None else Path(workdir)
     tls_files = make_tls_files(wd)
-    population = Population(seed=seed, n_devices=devices, n_people=people or 0)
+    population = Population(seed=seed, n_devices=devices, n_people=people or 0, identity_mess=identity_mess)
     router = build_router()
     _admin_routes(router)
     sandbox = Sandbox(population, router, spec, max_page)
@@ -199,7 +200,7 @@ def start(devices: int = 1000, people: int | None = None, seed: int = 1, faults:
 
 
 def _start_process(devices: int, people: int | None, seed: int, faults: str, port: int, tls_port: int | None,
-                   workdir: str | Path | None, max_page: int | None) -> SandboxHandle:
+                   workdir: str | Path | None, max_page: int | None, identity_mess: bool = False) -> SandboxHandle:
     own = workdir is None
     wd = Path(tempfile.mkdtemp(prefix="itam-sandbox-")) if workdir is None else Path(workdir)
     cmd = [sys.executable, "-m", "itam_sync", "sandbox", "--devices", str(devices), "--seed", str(seed),
@@ -212,6 +213,8 @@ def _start_process(devices: int, people: int | None, seed: int, faults: str, por
         cmd += ["--max-page", str(max_page)]
     if tls_port is not None:
         cmd += ["--tls-port", str(tls_port)]
+    if identity_mess:
+        cmd += ["--identity-mess"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -6,6 +6,14 @@ and the same user (by e-mail in different cases). The mess is deliberate and see
 join by MAC, a USB-C dock MAC shared by several laptops, devices reassigned in the MDM but not in the IdP,
 reinstalled EDR agents, terminated employees still active in Okta, records no mapping can key.
 
+`identity_mess=True` adds the cases identity resolution finds hardest (bench/bench_identity.py uses it; the
+default population is unchanged): more placeholder serials (some reported by the MDM too), laptops behind
+shared USB-C docks whose Ethernet MAC no built-in list knows, duplicate MDM enrolments, re-imaged laptops (a
+new Entra device id beside the stale enrolment, a second Defender machine and EDR agent, an old Entra device),
+a shared default host name, e-mail aliases, renamed people, and a few contractors whose IdP address is a
+variant of their name ("aberg7@" for "anna.berg7@") and nothing else joins them. `extra_records()` says which
+device each of the extra records describes.
+
 The population moves through numbered versions. `advance()` changes ~2% of devices and people (new OS
 version, new owner, new title), and, unless `content_only`, adds a few devices and people and removes a few
 devices. Every version is a pure function of (seed, version number, the kinds of the advances so far), so
@@ -30,6 +38,8 @@ from itam_sync import clock
 # The population's epoch: 34 days before today (itam_sync.clock), at midnight UTC, so ages, stale devices and
 # terminations tell the same story on any date. Fixed for the process (a sandbox serves one consistent world).
 T0 = int(datetime.combine(clock.today() - timedelta(days=34), time(), UTC).timestamp())
+EXTRA = 1 << 24  # item k = variant * EXTRA + device index: the extra records of the messy population
+STALE, DUPLICATE = 1, 2  # variants: a re-imaged device's stale registration; a duplicate MDM enrolment
 DOCK_MAC = "00e04c680a11"  # a Realtek USB-C dock NIC: reported by every laptop that plugs into it
 JUNK_SERIALS = ("To Be Filled By O.E.M.", "System Serial Number", "Default string", "0")
 
@@ -99,6 +109,15 @@ def _hex(seed: int, *parts: object, n: int = 32) -> str:
     return hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=max(8, (n + 1) // 2)).hexdigest()[:n]
 
 
+def extra_id(seed: int, ident: str, variant: int, i: int) -> str:
+    """The vendor id of an extra record (a stale or duplicate registration): its own, never a real one's."""
+    if ident == "falcon":
+        return _hex(seed, "falcon-extra", variant, i, n=24) + f"{i | 0x80000000:08x}"
+    if ident == "defender":
+        return _hex(seed, "defender-extra", variant, i, n=40)
+    return _uuid(_hex(seed, f"{ident}-extra", variant, i))
+
+
 def _uuid(h: str) -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
 
@@ -133,6 +152,9 @@ class Person:
     okta_lags: bool  # terminated in HR but still ACTIVE in Okta
     apps: int  # bit mask of APPS assigned
     skus: int  # bit mask of SKUS assigned
+    old_email: str = ""  # renamed: the address the IdP still has (messy population)
+    alias: str = ""  # another address of theirs (IdP login, Entra otherMails)
+    variant_email: str = ""  # the IdP knows them only by a variant of their name ("aberg7@")
 
     @property
     def okta_id(self) -> str:
@@ -168,6 +190,11 @@ class Device:
     s1_reinstalled: bool  # SentinelOne lists an old decommissioned agent too
     bad: bool  # some vendors send a record for it that cannot be keyed
     enrolled: int  # epoch seconds
+    dock_mac: str = ""  # the shared dock it reports as its connection MAC (messy population)
+    reimaged: bool = False  # a stale registration beside the current one
+    old_entra: str = ""  # the Entra device id of that stale registration
+    duplicate: bool = False  # the MDM lists it twice
+    mdm_junk: bool = False  # the MDM reports its placeholder serial too
 
 
 @dataclass
@@ -177,6 +204,7 @@ class Population:
     seed: int = 1
     n_devices: int = 1000
     n_people: int = 0  # default: two thirds of the devices
+    identity_mess: bool = False  # the extra identity cases (see the module docstring)
     people: list[Person] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
     version: int = 0
@@ -314,13 +342,30 @@ class Population:
         status = "terminated" if rng.random() < 0.03 else "suspended" if rng.random() < 0.01 else "active"
         apps = sum(1 << j for j, (_, _, share) in enumerate(APPS) if rng.random() < share)
         skus = sum(1 << j for j, (_, _, share) in enumerate(SKUS) if rng.random() < share)
-        return Person(
+        person = Person(
             idx=i, first=first, last=last, employee_id=f"E{100000 + i}", email=email,
             department=rng.choice(DEPARTMENTS), title=rng.choice(TITLES), location=rng.choice(LOCATIONS),
             manager=-1 if i < 8 else rng.randrange(0, max(1, i // 8)),
             hire_date=f"20{rng.randint(15, 25)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
             contractor=rng.random() < 0.05, in_entra=rng.random() < 0.93, email_style=rng.randrange(10),
             status0=status, okta_lags=status == "terminated" and rng.random() < 0.3, apps=apps, skus=skus)
+        if self.identity_mess:
+            self._mess_person(person)
+        return person
+
+    def _mess_person(self, p: Person) -> None:
+        """Renamed people, e-mail aliases and a few contractors known to the IdP by a name variant only (their
+        own random stream: the default population's draws are unchanged)."""
+        rng = random.Random(f"{self.seed}:mess-person:{p.idx}")
+        roll = rng.random()
+        if roll < 0.012:  # renamed (married): HR and Entra have the new name, the IdP the old address
+            new_last = rng.choice([n for n in LAST if n != p.last])
+            p.old_email, p.last = p.email, new_last
+            p.email = f"{p.first}.{new_last}{p.idx}@example.com".lower()
+        elif roll < 0.06:
+            p.alias = f"{p.first[0]}{p.last}{p.idx}@corp.example.com".lower()
+        elif p.contractor and p.in_entra and roll > 0.9:
+            p.variant_email = f"{p.first[0]}{p.last}{p.idx}@example.com".lower()
 
     def _device(self, i: int) -> Device:
         rng = random.Random(f"{self.seed}:device:{i}")
@@ -357,7 +402,7 @@ class Population:
             prefix = "SRV"
         hostname = f"ip-10-0-{i // 250 % 250}-{i % 250}" if kind == "cloud" else f"{prefix}-{i:06d}"
         junk = rng.choice(JUNK_SERIALS) if model == "Whitebox Z790" or rng.random() < 0.01 else ""
-        return Device(
+        device = Device(
             idx=i, kind=kind, platform=platform, manufacturer=manufacturer, model=model, serial=serial, mac=mac,
             mac2=mac2, hostname=hostname, owner=owner, prev_owner=prev_owner,
             entra_device_id=_uuid(_hex(self.seed, "entra", i)) if platform in ("windows", "ios", "ipados", "android")
@@ -369,6 +414,64 @@ class Population:
             vendors=vendors, junk_serial=junk, dock=kind == "laptop" and rng.random() < 0.01,
             s1_reinstalled=rng.random() < 0.05, bad=i % 997 == 5,
             enrolled=T0 - 86400 * (30 + (i * 31) % 700))
+        if self.identity_mess:
+            self._mess_device(device)
+        return device
+
+    def dock_macs(self) -> list[str]:
+        """The shared USB-C docks of the messy population: an OUI no built-in non-matching list knows."""
+        return [f"3c7c3f{(k * 0x2F1D + 0x101) & 0xFFFFFF:06x}" for k in range(max(2, self.n_devices // 80))]
+
+    def _mess_device(self, d: Device) -> None:
+        """Placeholder serials, shared docks, re-imaged and duplicate enrolments (own random stream)."""
+        rng = random.Random(f"{self.seed}:mess-device:{d.idx}")
+        pc = d.kind in ("laptop", "desktop")
+        if pc and not d.junk_serial and d.manufacturer != "Apple" and rng.random() < 0.08:
+            d.junk_serial = rng.choice(JUNK_SERIALS)
+        d.mdm_junk = bool(d.junk_serial) and d.platform == "windows" and rng.random() < 0.5
+        if d.mdm_junk:
+            # Custom builds whose firmware has no serial run no Okta Verify: an Okta device of one would carry
+            # nothing but the placeholder, a record nothing could ever join.
+            d.vendors = d.vendors - {"okta"}
+        if d.kind == "laptop" and rng.random() < 0.07:
+            docks = self.dock_macs()
+            d.dock_mac = docks[rng.randrange(len(docks))]
+        if pc and d.platform == "windows" and d.entra_device_id and not d.mdm_junk and rng.random() < 0.03:
+            d.reimaged = True
+            d.old_entra = _uuid(_hex(self.seed, "entra-old", d.idx))
+        if d.platform == "windows" and "intune" in d.vendors and rng.random() < 0.01:
+            d.duplicate = True
+        if pc and rng.random() < 0.02:  # never renamed after imaging
+            d.hostname = "DESKTOP-SETUP" if d.platform == "windows" else "MacBook-Pro"
+        if d.platform in ("ios", "ipados", "android") and "intune" not in d.vendors:
+            # A phone or tablet is registered in Entra through the MDM's company portal: without Intune there is
+            # no Entra device (one would carry an id nothing else knows).
+            d.vendors = d.vendors - {"entra"}
+
+    def extras(self, vendor: str) -> list[int]:
+        """The extra records a vendor lists for the messy population, as items (variant * EXTRA + index)."""
+        if not self.identity_mess:
+            return []
+        with self.lock:
+            out = []
+            for d in self.devices:
+                if self.dev_removed[d.idx] or vendor not in d.vendors:
+                    continue
+                if d.reimaged and vendor in ("intune", "defender", "crowdstrike", "entra"):
+                    out.append(STALE * EXTRA + d.idx)
+                if d.duplicate and vendor == "intune":
+                    out.append(DUPLICATE * EXTRA + d.idx)
+            return out
+
+    def extra_records(self) -> dict[tuple[str, str, str], int]:
+        """(connector, stream, source key) -> device index of every extra record (the benchmark's truth)."""
+        out: dict[tuple[str, str, str], int] = {}
+        for vendor, stream, ident in (("intune", "managed_devices", "intune"), ("defender", "machines", "defender"),
+                                      ("entra", "devices", "entra-object"), ("crowdstrike", "hosts", "falcon")):
+            for k in self.extras(vendor):
+                variant, i = divmod(k, EXTRA)
+                out[(vendor, stream, extra_id(self.seed, ident, variant, i))] = i
+        return out
 
     # -- views --------------------------------------------------------------------------------------
     def devices_of(self, vendor: str, platforms: tuple[str, ...] | None = None) -> list[int]:

@@ -108,11 +108,42 @@ def test_a_chain_that_contradicts_itself_is_split_and_the_link_refused() -> None
     assert (ms[who].ref, key, why) == ("b/x/2", "mac:m1", "different serial_number (S2 vs S1)")
 
 
+def test_a_value_held_beside_a_serial_decides_before_a_dock_seen_only_by_serial_less_records() -> None:
+    # A placeholder-serial Mac's EDR record holds its own NIC (which Jamf reports with the Mac's serial) and the
+    # dock's MAC (which Defender reports for a Dell whose serial only Intune knows, through the Entra device id).
+    recs = [("jamf/c/1", ["serial_number:C02MAC", "mac:a4aaaa"]), ("cs/h/9", ["mac:a4aaaa", "mac:d0c0"]),
+            ("defender/m/5", ["entra_device_id:e5", "mac:3cbbbb", "mac:d0c0"]),
+            ("intune/m/5", ["serial_number:053K270", "entra_device_id:e5", "mac:3ccccc"])]
+    ms = _members(recs)
+    result = cluster(A, ms, frozenset(), Signatures(KINDS, A))
+    assert {frozenset(ms[i].ref for i in c) for c in result.clusters} == {
+        frozenset({"jamf/c/1", "cs/h/9"}), frozenset({"defender/m/5", "intune/m/5"})}
+    [(who, key, _, why)] = result.refused
+    assert (ms[who].ref, key, why) == ("defender/m/5", "mac:d0c0", "different serial_number (053K270 vs C02MAC)")
+
+
 def test_a_weak_key_joins_only_records_without_strong_keys_and_never_two_entities() -> None:
     one = [("mdm/d/1", ["serial_number:S1", "~hostname:lt-1"]), ("okta/d/1", ["~hostname:lt-1"])]
     assert _partition(one) == {frozenset({"mdm/d/1", "okta/d/1"})}
     two = one + [("mdm/d/2", ["serial_number:S2", "~hostname:lt-1"])]
     assert _partition(two) == {frozenset({"mdm/d/1"}), frozenset({"mdm/d/2"}), frozenset({"okta/d/1"})}
+
+
+def test_a_weak_key_joins_a_record_no_strong_key_matched() -> None:
+    # An Entra device whose id no other source reports (Intune sent the all-zero id) joins by its host name.
+    recs = [("entra/d/1", ["entra_device_id:e1", "~hostname:lt-7"]),
+            ("intune/m/1", ["serial_number:S7", "mac:a1", "~hostname:lt-7"]), ("cs/h/1", ["serial_number:S7"])]
+    assert _partition(recs) == {frozenset({"entra/d/1", "intune/m/1", "cs/h/1"})}
+    # Two such records that contradict each other stay apart, and apart from the cluster.
+    recs += [("okta/d/1", ["serial_number:S8", "~hostname:lt-7"])]
+    assert _partition(recs) == {frozenset({"entra/d/1"}), frozenset({"okta/d/1"}),
+                                frozenset({"intune/m/1", "cs/h/1"})}
+
+
+def test_a_host_name_on_two_registrations_of_one_source_is_ambiguous() -> None:
+    assert judge("~hostname:desktop-setup", ("entra/d/1", ["entra_device_id:e1", "~hostname:desktop-setup"]),
+                 ("entra/d/2", ["entra_device_id:e2", "~hostname:desktop-setup"])) == (
+        "source: entra/d reports it on two different records (1, 2)")
 
 
 def test_the_partition_does_not_depend_on_member_order() -> None:

@@ -14,7 +14,7 @@ import re
 import time
 from typing import Any
 
-from itam_sync.sandbox.population import DOCK_MAC, Population, _hex, iso
+from itam_sync.sandbox.population import DOCK_MAC, EXTRA, Population, _hex, extra_id, iso
 from itam_sync.sandbox.server import Request, Response, Router, Sandbox, decode_token, encode_token, json_response
 from itam_sync.sandbox.vendors.common import dash, parse_time, serial_as
 
@@ -57,7 +57,11 @@ def token(req: Request, sb: Sandbox) -> Response:
 
 
 def device_id(pop: Population, i: int) -> str:
-    """32 hex digits, the device index in the last eight (so details can find it)."""
+    """32 hex digits, the device index in the last eight (so details can find it); an old agent of a re-imaged
+    machine (item >= EXTRA) has the top bit of those set."""
+    if i >= EXTRA:
+        variant, idx = divmod(i, EXTRA)
+        return extra_id(pop.seed, "falcon", variant, idx)
     return _hex(pop.seed, "falcon", i, n=24) + f"{i:08x}"
 
 
@@ -72,13 +76,14 @@ def scroll(req: Request, sb: Sandbox) -> Response:
     since = state.get("s")
 
     def build() -> list[int]:
-        return [i for i in pop.devices_of("crowdstrike") if since is None or pop.device_ts(i) >= since]
+        return [i for i in pop.devices_of("crowdstrike") + pop.extras("crowdstrike")
+                if since is None or i < EXTRA and pop.device_ts(i) >= since]
     items = sb.cached(("crowdstrike", since), build)
     limit = sb.page_size(req.qint("limit", 100, 1), 10_000)
     pos = int(state["p"])
     ids: list[Any] = []
     for i in items[pos:pos + limit]:
-        if pop.devices[i].bad:
+        if i < EXTRA and pop.devices[i].bad:
             ids.append(None)  # the scroll sometimes hands back a null: the connector quarantines it
         ids.append(device_id(pop, i))
     body = {"meta": {"query_time": 0.004, "powered_by": "device-api", "trace_id": "sandbox",
@@ -114,17 +119,27 @@ def _index(pop: Population, host: Any) -> int | None:
     if not isinstance(host, str) or len(host) != 32:
         return None
     try:
-        i = int(host[24:], 16)
+        v = int(host[24:], 16)
     except ValueError:
         return None
-    return i if i < len(pop.devices) and device_id(pop, i) == host and pop.device_live(i) else None
+    i = v & 0x7FFFFFFF
+    k = i + EXTRA if v >> 31 else i
+    ok = i < len(pop.devices) and device_id(pop, k) == host and pop.device_live(i) and (
+        k < EXTRA or k in pop.extras("crowdstrike"))
+    return k if ok else None
 
 
 _PLATFORM = {"windows": "Windows", "mac": "Mac", "linux": "Linux"}
 _CHASSIS = {"laptop": "Notebook", "desktop": "Desktop", "server": "Rack Mount Chassis", "vm": "Other", "cloud": "Other"}
 
 
-def host_record(pop: Population, i: int) -> dict[str, Any]:
+def host_record(pop: Population, k: int) -> dict[str, Any]:
+    if k >= EXTRA:  # the old agent of a re-imaged machine: same serial and NICs, silent since the re-image
+        i = k % EXTRA
+        old = iso(pop.devices[i].enrolled + 86400)
+        return {**host_record(pop, i), "device_id": device_id(pop, k), "last_seen": old, "modified_timestamp": old,
+                "agent_version": "7.10.17706.0"}
+    i = k
     d = pop.devices[i]
     ts = pop.device_ts(i)
     owner = pop.device_owner(i)
@@ -136,7 +151,7 @@ def host_record(pop: Population, i: int) -> dict[str, Any]:
         "serial_number": d.junk_serial or serial_as(d.serial, i, 5),
         "system_manufacturer": d.manufacturer, "system_product_name": d.model,
         "chassis_type_desc": _CHASSIS.get(d.kind, "Other"), "mac_address": dash(d.mac),
-        "connection_mac_address": dash(DOCK_MAC if d.dock else d.mac, upper=True),
+        "connection_mac_address": dash(d.dock_mac or (DOCK_MAC if d.dock else d.mac), upper=True),
         "local_ip": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", "external_ip": "198.51.100.24",
         "first_seen": iso(d.enrolled), "last_seen": iso(ts), "modified_timestamp": iso(ts), "status": "normal",
         "last_login_user": f"CORP\\{pop.people[owner].email.split('@')[0]}" if owner >= 0 else None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from itam_sync.sandbox.population import SKUS, Population, _hex, _uuid, iso
+from itam_sync.sandbox.population import EXTRA, SKUS, STALE, Population, _hex, _uuid, extra_id, iso
 from itam_sync.sandbox.server import Request, Response, Router, Sandbox, decode_token, encode_token, json_response, url
 from itam_sync.sandbox.vendors.common import parse_time
 
@@ -187,7 +187,8 @@ def user(pop: Population, i: int, expand_manager: bool) -> dict[str, Any]:
     status = pop.person_status(i)
     out: dict[str, Any] = {
         "id": _entra_user_id(pop, i), "userPrincipalName": p.email, "mail": pop.email_as(i, "entra"),
-        "otherMails": [], "displayName": f"{p.first} {p.last}", "givenName": p.first, "surname": p.last,
+        "otherMails": [a for a in (p.old_email, p.alias) if a], "displayName": f"{p.first} {p.last}",
+        "givenName": p.first, "surname": p.last,
         "accountEnabled": status == "active", "employeeId": None if p.contractor else p.employee_id,
         "employeeType": "Contractor" if p.contractor else "Employee", "department": pop.person_department(i),
         "jobTitle": pop.person_title(i), "companyName": "Example Corp", "officeLocation": p.location,
@@ -208,12 +209,18 @@ def devices(req: Request, sb: Sandbox) -> Response:
         return _denied()
     pop = sb.population
     state = decode_token(req.q("$skiptoken")) or {"t": req.qint("$top", 100, 1, 999)}
-    items = sb.cached(("graph.devices",), lambda: pop.devices_of("entra"))
+    items = sb.cached(("graph.devices",), lambda: pop.devices_of("entra") + pop.extras("entra"))
     return _graph_page(req, sb, "entra.devices", items, device, sb.page_size(int(state["t"]), 999), state,
                        "https://graph.microsoft.com/v1.0/$metadata#devices")
 
 
-def device(pop: Population, i: int) -> dict[str, Any]:
+def device(pop: Population, k: int) -> dict[str, Any]:
+    if k >= EXTRA:  # a re-imaged laptop's old registration: its old device id, not signed in since
+        variant, i = divmod(k, EXTRA)
+        d = pop.devices[i]
+        return {**device(pop, i), "id": extra_id(pop.seed, "entra-object", variant, i),
+                "deviceId": d.old_entra.upper(), "approximateLastSignInDateTime": _z(d.enrolled + 86400)}
+    i = k
     d = pop.devices[i]
     ts = pop.device_ts(i)
     owner = d.prev_owner  # the registered owner is whoever enrolled it, not who has it now
@@ -261,7 +268,8 @@ def managed_devices(req: Request, sb: Sandbox) -> Response:
     since = state.get("s")
 
     def build() -> list[int]:
-        return [i for i in pop.devices_of("intune") if since is None or pop.device_ts(i) >= since]
+        return [i for i in pop.devices_of("intune") + pop.extras("intune")
+                if since is None or pop.device_ts(i % EXTRA) >= since and i < EXTRA]
     items = sb.cached(("intune", since), build)
     return _graph_page(req, sb, "intune.managed_devices", items, managed_device, sb.page_size(1000, 1000), state,
                        "https://graph.microsoft.com/v1.0/$metadata#deviceManagement/managedDevices")
@@ -270,7 +278,16 @@ def managed_devices(req: Request, sb: Sandbox) -> Response:
 _INTUNE_OS = {"windows": "Windows", "ios": "iOS", "ipados": "iPadOS", "android": "Android", "mac": "macOS"}
 
 
-def managed_device(pop: Population, i: int) -> dict[str, Any]:
+def managed_device(pop: Population, k: int) -> dict[str, Any]:
+    if k >= EXTRA:  # the stale enrolment of a re-imaged laptop (old Entra device id), or a duplicate one
+        variant, i = divmod(k, EXTRA)
+        d = pop.devices[i]
+        out = {**managed_device(pop, i), "id": extra_id(pop.seed, "intune", variant, i),
+               "lastSyncDateTime": _z(d.enrolled + 3600 * (1 + variant))}
+        if variant == STALE:
+            out.update(azureADDeviceId=d.old_entra.upper(), enrolledDateTime=_z(d.enrolled - 86400 * 200))
+        return out
+    i = k
     d = pop.devices[i]
     ts = pop.device_ts(i)
     owner = pop.device_owner(i)
@@ -289,7 +306,8 @@ def managed_device(pop: Population, i: int) -> dict[str, Any]:
         "emailAddress": p.email if p else "", "azureADDeviceId": entra,
         "userPrincipalName": pop.email_as(owner, "intune") if p else None, "model": d.model,
         "manufacturer": d.manufacturer, "imei": _spaced_imei(d.imei) if i % 2 else d.imei,
-        "serialNumber": d.serial if d.kind != "desktop" or not d.junk_serial else d.serial.lower(),
+        "serialNumber": d.junk_serial if d.mdm_junk else d.serial if d.kind != "desktop" or not d.junk_serial
+        else d.serial.lower(),
         "phoneNumber": "", "userDisplayName": f"{p.first} {p.last}" if p else "",
         # A list response leaves these at their defaults; Graph fills them only on a single-device GET.
         "wiFiMacAddress": wifi.upper(), "ethernetMacAddress": None, "meid": "",
@@ -316,7 +334,8 @@ def machines(req: Request, sb: Sandbox) -> Response:
     since = state.get("s")
 
     def build() -> list[int]:
-        return [i for i in pop.devices_of("defender") if since is None or pop.device_ts(i) > since]
+        return [i for i in pop.devices_of("defender") + pop.extras("defender")
+                if since is None or i < EXTRA and pop.device_ts(i) > since]
     items = sb.cached(("defender", since), build)
     if since is not None and not items:
         return json_response({"error": {"code": "ResourceNotFound", "message": "No machines found"}}, 404)
@@ -327,7 +346,13 @@ def machines(req: Request, sb: Sandbox) -> Response:
 _DEFENDER_OS = {"windows": "Windows11", "linux": "Linux", "mac": "macOS"}
 
 
-def machine(pop: Population, i: int) -> dict[str, Any]:
+def machine(pop: Population, k: int) -> dict[str, Any]:
+    if k >= EXTRA:  # a re-imaged laptop's old machine: its old Entra device id, the same adapters, silent
+        variant, i = divmod(k, EXTRA)
+        d = pop.devices[i]
+        return {**machine(pop, i), "id": extra_id(pop.seed, "defender", variant, i), "aadDeviceId": d.old_entra,
+                "lastSeen": _z(d.enrolled + 86400), "healthStatus": "Inactive"}
+    i = k
     d = pop.devices[i]
     ts = pop.device_ts(i)
     server = d.kind in ("server", "vm")
@@ -337,6 +362,9 @@ def machine(pop: Population, i: int) -> dict[str, Any]:
     if d.mac2:
         ips.append({"ipAddress": f"fe80::{i:x}", "macAddress": d.mac2.upper(), "type": "Wireless80211",
                     "operationalStatus": "Up"})
+    if d.dock_mac:  # the USB-C dock's Ethernet adapter, shared with every laptop that uses the dock
+        ips.append({"ipAddress": f"10.99.{i // 256 % 256}.{i % 256}", "macAddress": d.dock_mac.upper(),
+                    "type": "Ethernet", "operationalStatus": "Up"})
     if d.kind == "laptop" and i % 4 == 0:  # the Hyper-V switch: a virtual MAC, never a match key
         ips.append({"ipAddress": "172.22.48.1", "macAddress": f"00155D{i & 0xFFFFFF:06X}", "type": "Ethernet",
                     "operationalStatus": "Up"})

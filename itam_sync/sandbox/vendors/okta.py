@@ -110,7 +110,9 @@ def user(pop: Population, i: int) -> dict[str, Any]:
         "activated": iso_ms(ts - 86400 * 399), "statusChanged": iso_ms(ts), "lastLogin": iso_ms(ts - 3600),
         "lastUpdated": iso_ms(ts), "passwordChanged": None, "type": {"id": "oty1default"},
         "profile": {
-            "login": p.email, "email": pop.email_as(i, "okta"), "secondEmail": None, "firstName": p.first,
+            "login": p.old_email or p.variant_email or p.alias or p.email,
+            "email": p.old_email or p.variant_email or pop.email_as(i, "okta"), "secondEmail": None,
+            "firstName": p.first,
             "lastName": p.last, "displayName": f"{p.first} {p.last}" if i % 5 else None,
             "employeeNumber": None if p.contractor else (f" {p.employee_id} " if i % 13 == 0 else p.employee_id),
             "department": pop.person_department(i), "title": pop.person_title(i),
