@@ -27,8 +27,15 @@ from typing import Any
 
 from itam_sync.engine.identity import Signatures
 from itam_sync.model.canonical import EntityType
-from itam_sync.model.identifiers import normalize_mac
-from itam_sync.model.keys import DISTINGUISHING, SINGLE_VALUED, WEAK_PREFIX, KeyKinds, KeyScope
+from itam_sync.model.keys import (
+    DISTINGUISHING,
+    SINGLE_VALUED,
+    WEAK_PREFIX,
+    KeyKinds,
+    KeyScope,
+    PatternError,
+    parse_identifier,
+)
 
 ORIGINS = ("conflict", "source", "config", "operator")
 
@@ -59,51 +66,6 @@ class Decision:
     reason: str
     actor: str | None
     at: str
-
-
-class PatternError(ValueError):
-    """An `identity.ambiguous_values` entry or an identifier on the command line that cannot be read."""
-
-
-def parse_identifier(text: str, kinds: KeyKinds) -> tuple[str, bool]:
-    """A configured or typed identifier as (key or key prefix, is_prefix).
-
-    "mac:3c18a00b7c11", "serial_number:ABC", "email:it@example.com", "mac:3c18a0*" (a prefix), or a bare MAC
-    or OUI in any spelling ("3C-18-A0-0B-7C-11", "3c:18:a0"), or a bare e-mail."""
-    s = text.strip()
-    if not s:
-        raise PatternError("an empty identifier")
-    prefix = s.endswith("*")
-    s = s.rstrip("*")
-    kind, sep, value = s.partition(":")
-    if sep and kinds.entity_of_kind(kind):
-        name = kind.lstrip("~")
-        if name == "mac":
-            value = _mac_text(value) or value.lower()
-        elif name in ("email", "udid", "entra_device_id", "hostname", "hardware_uuid"):
-            value = value.strip().lower()
-        elif name == "serial_number":
-            value = "".join(value.split()).upper()
-        weak = "~" if name == "hostname" else ""
-        return f"{weak}{name}:{value}", prefix
-    mac = _mac_text(s)
-    if mac is not None:
-        return f"mac:{mac}", prefix or len(mac) < 12
-    if "@" in s:
-        return f"email:{s.lower()}", prefix
-    raise PatternError(f"{text!r}: say which kind it is, e.g. mac:3c18a00b7c11, serial_number:ABC123, "
-                       f"hardware_uuid:..., ~hostname:loaner-01, email:it@example.com (a trailing * makes it a prefix)")
-
-
-def _mac_text(s: str) -> str | None:
-    """12 hex digits of a MAC in any spelling, or 6-10 hex digits of an OUI / prefix; None if not hex."""
-    full = normalize_mac(s)
-    if full is not None:
-        return full
-    q = s.strip().lower().replace(":", "").replace("-", "").replace(".", "")
-    if 6 <= len(q) < 12 and not q.strip("0123456789abcdef"):
-        return q
-    return None
 
 
 class AmbiguityRules:

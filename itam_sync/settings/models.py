@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from itam_sync.model.canonical import EntityType
+from itam_sync.model.keys import check_ambiguous_values
 from itam_sync.settings.bundled import bundled_mapping
 from itam_sync.settings.http import HttpConfig
 from itam_sync.settings.lifecycle import LifecycleConfig, ReportsConfig
@@ -77,6 +78,11 @@ class IdentityConfig(_Model):
     junk_serials: list[str] = Field(default_factory=list)  # added to the built-in list
     non_matching_macs: list[str] = Field(default_factory=list)  # MACs or OUI prefixes (dock, adapter)
     ambiguous_values: list[str] = Field(default_factory=list)  # kind:value or kind:prefix* never matched on
+
+    @field_validator("ambiguous_values")
+    @classmethod
+    def _check_ambiguous_values(cls, v: list[str]) -> list[str]:
+        return check_ambiguous_values(v)
 
 
 class FieldRuleConfig(_Model):

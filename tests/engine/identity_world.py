@@ -20,26 +20,26 @@ MAPPING = """streams:
     key: id
     observed_at: seen
     fields:
-      serial_number: {from: serial, transforms: [serial]}
-      hardware_uuid: {from: uuid, transforms: [uuid]}
-      instance_id: {from: instance, transforms: [strip]}
-      mac_addresses: {from: macs, transforms: [mac]}
-      entra_device_id: {from: entra, transforms: [uuid]}
-      hostname: {from: host, transforms: [hostname]}
-      model: {from: model, transforms: [strip]}
-      assigned_to: {from: user, transforms: [email]}
-      last_seen: {from: seen, transforms: [datetime]}
+      serial_number: {from: serial, transforms: [serial], optional: true}
+      hardware_uuid: {from: uuid, transforms: [uuid], optional: true}
+      instance_id: {from: instance, transforms: [strip], optional: true}
+      mac_addresses: {from: macs, transforms: [mac], optional: true}
+      entra_device_id: {from: entra, transforms: [uuid], optional: true}
+      hostname: {from: host, transforms: [hostname], optional: true}
+      model: {from: model, transforms: [strip], optional: true}
+      assigned_to: {from: user, transforms: [email], optional: true}
+      last_seen: {from: seen, transforms: [datetime], optional: true}
   people:
     entity: person
     key: id
     observed_at: seen
     fields:
-      employee_id: {from: emp, transforms: [strip]}
-      email: {from: mail, transforms: [email]}
-      email_aliases: {from: aliases, transforms: [email]}
-      display_name: {from: name, transforms: [strip]}
-      department: {from: dept, transforms: [strip]}
-      manager: {from: manager, transforms: [email]}
+      employee_id: {from: emp, transforms: [strip], optional: true}
+      email: {from: mail, transforms: [email], optional: true}
+      email_aliases: {from: aliases, transforms: [email], optional: true}
+      display_name: {from: name, transforms: [strip], optional: true}
+      department: {from: dept, transforms: [strip], optional: true}
+      manager: {from: manager, transforms: [email], optional: true}
 """
 
 
@@ -78,9 +78,11 @@ class World:
     """Named sources over one store; `sync(source, devices=[...])` runs that source once (full)."""
 
     def __init__(self, tmp: Path, sources: tuple[str, ...] = ("mdm", "edr", "hr", "okta"),
-                 identity: IdentityConfig | None = None, batch_size: int = 5000, template: Path | None = None) -> None:
+                 identity: IdentityConfig | None = None, batch_size: int = 5000, template: Path | None = None,
+                 url: str | None = None) -> None:
         self.tmp = tmp
         self.db = tmp / "itam.db"
+        self.url = url or f"sqlite:///{self.db}"
         if template is not None:
             shutil.copy(template, self.db)
         self.mapping = tmp / "memory.yaml"
@@ -92,7 +94,7 @@ class World:
 
     @property
     def settings(self) -> Settings:
-        return Settings(store=StoreConfig(url=f"sqlite:///{self.db}"), identity=self.identity,
+        return Settings(store=StoreConfig(url=self.url), identity=self.identity,
                         sync=SyncConfig(batch_size=self.batch_size),
                         precedence=PrecedenceConfig(default=list(self.sources)),
                         connectors=[ConnectorConfig(name=s, type="memory", mapping=str(self.mapping),
@@ -116,7 +118,7 @@ class World:
             store.close()
 
     def store(self) -> Store:
-        return Store.open(f"sqlite:///{self.db}")
+        return Store.open(self.url)
 
     def entity_of(self, ref: str) -> int:
         conn, stream, key = ref.split("/", 2)

@@ -224,3 +224,15 @@ def test_identifiers_are_read_in_any_spelling() -> None:
     assert parse_identifier("IT@Example.com", KINDS) == ("email:it@example.com", False)
     with pytest.raises(PatternError, match="say which kind it is"):
         parse_identifier("To Be Filled", KINDS)
+
+
+def test_a_config_value_that_names_no_kind_is_refused_at_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from itam_sync.settings import ConfigError, load_settings
+
+    cfg = tmp_path / "itam-sync.yaml"
+    cfg.write_text("store:\n  url: sqlite:///x.db\nidentity:\n  ambiguous_values:\n    - 3c:18:a0\n"
+                   "    - To Be Filled\nconnectors: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    problem = " ".join(info.value.problems)
+    assert "itam-sync.yaml" in problem and "say which kind it is" in problem

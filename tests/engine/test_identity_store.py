@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from itam_sync.engine.identifiers import decide, list_identifiers
+from itam_sync.engine.identifiers import decide, list_identifiers, recheck
 from itam_sync.engine.operations import OperationError
 from itam_sync.settings import IdentityConfig
 from tests.engine.identity_world import World
@@ -21,7 +21,15 @@ WHY = "held by records that cannot be one thing: different serial_number (S1AAAA
 
 
 def test_a_placeholder_laptop_behind_a_shared_dock_is_split_off_when_the_dock_turns_out_shared(tmp_path: Path) -> None:
-    w = World(tmp_path)
+    _dock_story(World(tmp_path), tmp_path)
+
+
+@pytest.mark.postgres
+def test_the_dock_story_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    _dock_story(World(tmp_path, url=postgres_url), None)
+
+
+def _dock_story(w: World, tmp_path: Path | None) -> None:
     w.sync("mdm", devices=[M1])
     e1 = w.entity_of("mdm/devices/m1")
     assert w.log() == [(e1, "link", None, {"record": "mdm/devices/m1", "entity": e1}, "mdm", "new entity")]
@@ -52,6 +60,8 @@ def test_a_placeholder_laptop_behind_a_shared_dock_is_split_off_when_the_dock_tu
         assert repo.entities.entity_by_key("asset", D) is None  # an ambiguous value identifies no one asset
         assert repo.entities.goldens([e1])[e1][1]["mac_addresses"][0] == ["a483e7000001", "644bf0102030"]
     store.close()
+    if tmp_path is None:
+        return
     # The same records in another order, one per batch: the same partition.
     (tmp_path / "other").mkdir()
     other = World(tmp_path / "other", batch_size=1)
@@ -179,3 +189,27 @@ def test_configured_values_join_nothing_and_are_listed(tmp_path: Path) -> None:
     w.identity = IdentityConfig()
     w.sync("edr", devices=[X, {"id": "y", "serial": "S9", "macs": ["a4:83:e7:00:00:99"]}])
     assert frozenset({"mdm/devices/m1", "edr/devices/x"}) in w.partition()
+
+
+def test_recheck_repairs_a_partition_decided_by_an_older_version(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.sync("mdm", devices=[M1])
+    w.sync("edr", devices=[X, B])
+    e1, ex = w.entity_of("mdm/devices/m1"), w.entity_of("edr/devices/x")
+    # What the first-come-first-served engine left behind: the placeholder laptop in the first laptop's asset,
+    # the dock's MAC usable, its key rows pointing at one entity.
+    store = w.store()
+    with store.begin() as repo:
+        repo.db._exec("UPDATE source_records SET entity_id=? WHERE entity_id=?", (e1, ex))
+        repo.db._exec("UPDATE entities SET status='merged', merged_into=? WHERE id=?", (e1, ex))
+        repo.db._exec("DELETE FROM entity_keys WHERE entity_id=?", (ex,))
+        repo.db._exec("INSERT INTO entity_keys (entity_type, key, entity_id) VALUES ('asset', ?, ?) "
+                      "ON CONFLICT DO NOTHING", ("mac:a483e700000a", e1))
+        repo.db._exec("DELETE FROM ambiguous_identifiers")
+    store.close()
+    assert frozenset({"mdm/devices/m1", "edr/devices/x"}) in w.partition()
+    change = recheck(w.store(), w.settings, actor="ops")
+    assert (change.ambiguous, change.split) == (1, 1)
+    assert w.partition() == {frozenset({"mdm/devices/m1"}), frozenset({"edr/devices/x"}),
+                             frozenset({"edr/devices/b"})}
+    assert recheck(w.store(), w.settings).entities_touched == 0  # nothing left to repair
