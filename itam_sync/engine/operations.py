@@ -86,6 +86,12 @@ def find_entity(repo: Repos, ref: str, entity_type: str | None = None) -> int:
             eid = repo.entities.entity_by_key(t, key)
             if eid is not None:
                 return eid
+    for key in candidates:
+        for t in types:
+            why = repo.identity.ambiguous(t).get(key)
+            if why is not None:
+                raise OperationError(f"{key} identifies no one {t}: it is ambiguous ({why[1]}; held by {why[3]} "
+                                     f"entities, listed by `itam-sync identifiers`); use an entity id or another key")
     raise OperationError(f"no entity matches {ref!r}; use an entity id or a key such as serial_number:ABC123")
 
 

@@ -78,3 +78,11 @@ def test_demo_identifiers_explain_and_suggestions(demo) -> None:  # type: ignore
     assert bad.exit_code == 2 and "say which kind it is" in bad.output
     sugg = json.loads(demo.cli("suggestions", "--json").output)
     assert isinstance(sugg, list)
+
+
+def test_an_ambiguous_value_names_no_entity(demo) -> None:  # type: ignore[no-untyped-def]
+    assert demo.cli("run", "--full", "-q").exit_code == 0
+    result = demo.cli("explain", "mac:3c18a00b7c11")
+    assert result.exit_code == 2
+    assert ("mac:3c18a00b7c11 identifies no one asset: it is ambiguous (held by records that cannot be one thing: "
+            "different serial_number (PF3ABCDE vs PF3ZZZZZ); held by 2 entities") in result.output
