@@ -467,7 +467,7 @@ def connector_key_kinds(settings: Any, registry: Any) -> list[KeyKind]:
             cls = registry.get(c.type)
         except LookupError:
             continue  # an unknown type fails its own run with the list of known types
-        out += list(getattr(cls, "key_kinds", ()) or ())
+        out += list(cls.key_kinds)
     return out
 
 

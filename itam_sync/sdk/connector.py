@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from itam_sync.model.keys import KeyKind
+
 log = logging.getLogger(__name__)
 
 
@@ -83,6 +85,9 @@ class Connector(ABC):
     example_settings: ClassVar[dict[str, Any]] = {}
     # Mapping file used when the config names none: mappings/<default_mapping>.yaml (defaults to type_name).
     default_mapping: ClassVar[str | None] = None
+    # Match-key kinds this connector adds to identity resolution, each with its scope (itam_sync.model.keys):
+    # e.g. (KeyKind("asset_tag", EntityType.ASSET, KeyScope.HARDWARE, ("asset_tag",)),).
+    key_kinds: ClassVar[tuple[KeyKind, ...]] = ()
 
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         self.name = name

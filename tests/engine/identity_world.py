@@ -10,6 +10,8 @@ from typing import Any
 
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import merge_pending, run_connector
+from itam_sync.model.canonical import EntityType
+from itam_sync.model.keys import KeyKind, KeyScope
 from itam_sync.sdk.connector import Connector, ConnectorSettings, Stream, StreamState
 from itam_sync.settings import ConnectorConfig, IdentityConfig, PrecedenceConfig, Settings, StoreConfig, SyncConfig
 from itam_sync.store import Store
@@ -29,6 +31,7 @@ MAPPING = """streams:
       model: {from: model, transforms: [strip], optional: true}
       assigned_to: {from: user, transforms: [email], optional: true}
       last_seen: {from: seen, transforms: [datetime], optional: true}
+      asset_tag: {from: tag, transforms: [strip], optional: true}
   people:
     entity: person
     key: id
@@ -71,7 +74,14 @@ class MemoryConnector(Connector):
         return [Devices(self), People(self)]
 
 
-REGISTRY = Registry(extra={"memory": MemoryConnector})
+class TaggedConnector(MemoryConnector):
+    """A third-party connector that adds a key kind: the asset tag stuck on the device names the hardware."""
+
+    type_name = "tagged"
+    key_kinds = (KeyKind("asset_tag", EntityType.ASSET, KeyScope.HARDWARE, ("asset_tag",), "The label."),)
+
+
+REGISTRY = Registry(extra={"memory": MemoryConnector, "tagged": TaggedConnector})
 
 
 class World:
@@ -79,10 +89,11 @@ class World:
 
     def __init__(self, tmp: Path, sources: tuple[str, ...] = ("mdm", "edr", "hr", "okta"),
                  identity: IdentityConfig | None = None, batch_size: int = 5000, template: Path | None = None,
-                 url: str | None = None) -> None:
+                 url: str | None = None, types: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.db = tmp / "itam.db"
         self.url = url or f"sqlite:///{self.db}"
+        self.types = types or {}
         if template is not None:
             shutil.copy(template, self.db)
         self.mapping = tmp / "memory.yaml"
@@ -97,7 +108,7 @@ class World:
         return Settings(store=StoreConfig(url=self.url), identity=self.identity,
                         sync=SyncConfig(batch_size=self.batch_size),
                         precedence=PrecedenceConfig(default=list(self.sources)),
-                        connectors=[ConnectorConfig(name=s, type="memory", mapping=str(self.mapping),
+                        connectors=[ConnectorConfig(name=s, type=self.types.get(s, "memory"), mapping=str(self.mapping),
                                                     settings=self.data[s], deletion_guard=1.0)
                                     for s in self.sources])
 

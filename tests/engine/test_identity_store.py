@@ -213,3 +213,18 @@ def test_recheck_repairs_a_partition_decided_by_an_older_version(tmp_path: Path)
     assert w.partition() == {frozenset({"mdm/devices/m1"}), frozenset({"edr/devices/x"}),
                              frozenset({"edr/devices/b"})}
     assert recheck(w.store(), w.settings).entities_touched == 0  # nothing left to repair
+
+
+def test_a_connector_adds_a_key_kind_with_its_scope(tmp_path: Path) -> None:
+    w = World(tmp_path, types={"edr": "tagged"})
+    w.sync("mdm", devices=[{"id": "m1", "serial": "S1AAAA", "tag": "IT-0042"}])
+    # The tagged source knows the tag only: it joins on it; a second tag on one serial is a contradiction.
+    w.sync("edr", devices=[{"id": "t1", "tag": "IT-0042"}, {"id": "t2", "tag": "IT-0099", "serial": "S1AAAA"}])
+    assert w.partition() == {frozenset({"mdm/devices/m1", "edr/devices/t1"}), frozenset({"edr/devices/t2"})}
+    assert ("link", "matched asset_tag:IT-0042") in [(r[1], r[5]) for r in w.log()]
+    store = w.store()
+    with store.begin() as repo:
+        [row] = repo.identity.list_ambiguous()
+    store.close()
+    assert (row["key"], row["reason"]) == ("serial_number:S1AAAA", "held by records that cannot be one thing: "
+                                                                  "different asset_tag (IT-0042 vs IT-0099)")
