@@ -399,3 +399,22 @@ def joined_by(member: Member, others: Iterable[Member], blocked: Container[str],
     if not shared:
         return None
     return shared[0] if len(shared) == 1 else min(shared, key=order)
+
+
+def policy_for(settings: Any, registry: Any = None) -> IdentityPolicy:
+    """The identity policy of a config: `identity:` plus the key kinds its connectors declare."""
+    from itam_sync.engine.registry import Registry
+
+    return IdentityPolicy.from_config(settings.identity, connector_key_kinds(settings, registry or Registry()))
+
+
+def connector_key_kinds(settings: Any, registry: Any) -> list[KeyKind]:
+    """Key kinds the configured connectors' classes declare (`key_kinds = (KeyKind(...),)`)."""
+    out: list[KeyKind] = []
+    for c in settings.connectors:
+        try:
+            cls = registry.get(c.type)
+        except LookupError:
+            continue  # an unknown type fails its own run with the list of known types
+        out += list(cls.key_kinds)
+    return out

@@ -26,14 +26,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from itam_sync.engine.ambiguity import AmbiguityRules, Decision, Verdict
-from itam_sync.engine.identity import IdentityPolicy, Member, Signatures, cluster, key_order
+from itam_sync.engine.identity import (
+    IdentityPolicy,
+    Member,
+    Signatures,
+    cluster,
+    connector_key_kinds,
+    key_order,
+    policy_for,
+)
 from itam_sync.engine.identity_effects import PassEffects, PassResult
 from itam_sync.model.canonical import EntityType
-from itam_sync.model.keys import SCOPE_RANK, WEAK_PREFIX, KeyKind
+from itam_sync.model.keys import SCOPE_RANK, WEAK_PREFIX
 from itam_sync.store.repos import Repos
 from itam_sync.store.repos.base import dumps
 
 log = logging.getLogger(__name__)
+__all__ = ["FAST", "PassResult", "RecordToResolve", "Resolver", "connector_key_kinds", "policy_for",
+           "reresolve_records"]
 FAST = True  # the fast path for new records that start or simply join an entity (tests turn it off to compare)
 
 
@@ -450,25 +460,6 @@ class _Pass(PassEffects):
         ranks = [SCOPE_RANK[kind.scope] for k in m.keys if k not in blocked
                  and (kind := kinds.get(k[:k.find(":")])) is not None]
         return min(ranks, default=99)
-
-
-def policy_for(settings: Any, registry: Any = None) -> IdentityPolicy:
-    """The identity policy of a config: `identity:` plus the key kinds its connectors declare."""
-    from itam_sync.engine.registry import Registry
-
-    return IdentityPolicy.from_config(settings.identity, connector_key_kinds(settings, registry or Registry()))
-
-
-def connector_key_kinds(settings: Any, registry: Any) -> list[KeyKind]:
-    """Key kinds the configured connectors' classes declare (`key_kinds = (KeyKind(...),)`)."""
-    out: list[KeyKind] = []
-    for c in settings.connectors:
-        try:
-            cls = registry.get(c.type)
-        except LookupError:
-            continue  # an unknown type fails its own run with the list of known types
-        out += list(cls.key_kinds)
-    return out
 
 
 def _keys(text: str) -> tuple[str, ...]:
