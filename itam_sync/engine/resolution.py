@@ -131,6 +131,7 @@ class _Pass(PassEffects):
         self.log_rows: list[tuple[Any, ...]] = []
         self.blocked: set[str] = set()
         self.virtual: dict[int, list[RecordToResolve]] = {}  # records the fast path joined, by entity
+        self.joined: list[tuple[RecordToResolve, int]] = []
         self.virtual_ids: set[int] = set()
 
     # -- reading the store -------------------------------------------------------------------------------
@@ -209,6 +210,8 @@ class _Pass(PassEffects):
         if slow or self.forced:
             self.batch = slow
             self.batch_ids = {b.record_id for b in slow}
+            for b, eid in self.joined:
+                self.virtual.setdefault(eid, []).append(b)
             self._slow(rules, stored)
         self.r.repo.log.insert_log(self.log_rows)
         self.res.log_rows += len(self.log_rows)
@@ -234,11 +237,13 @@ class _Pass(PassEffects):
         slow: list[RecordToResolve] = []
         cand: list[RecordToResolve] = []
         for b in batch:
-            if b.entity_id is None and b.pinned_to is None and not any(k in bad or k[0] == WEAK_PREFIX
-                                                                       for k in b.keys):
-                cand.append(b)
-            else:
-                slow.append(b)
+            fast = b.entity_id is None and b.pinned_to is None
+            if fast:
+                for k in b.keys:
+                    if k in bad or k[0] == WEAK_PREFIX:
+                        fast = False
+                        break
+            (cand if fast else slow).append(b)
         if not cand:
             return slow
         self.lookup(k for b in cand for k in b.keys)
@@ -275,30 +280,31 @@ class _Pass(PassEffects):
         for source, eids in by_source.items():
             connector, stream = source.split("/", 1)
             same.update(self.ids.entities_with_source(eids, connector, stream))
-        # An entity's single-valued keys, from entity_keys (the union of its records' keys).
-        svs: dict[int, dict[str, set[str]]] = {}
+        # An entity's single-valued keys, from entity_keys (the union of its records' keys): kind -> key.
+        svs: dict[int, dict[str, str]] = {}
+        mixed: set[int] = set()  # two values of one kind: the full pass decides
         for eid, k in self.ids.entity_keys_with(joins, starts):
-            sv = svs.setdefault(eid, {})
+            sv = svs.get(eid)
+            if sv is None:
+                sv = svs[eid] = {}
             p = k[:k.find(":")]
-            if p in sv:
-                sv[p].add(k)
-            else:
-                sv[p] = {k}
+            if sv.setdefault(p, k) != k:
+                mixed.add(eid)
         pinned_ents = self.ids.pinned_entities() if self.r.use_pins else set()
         out: list[tuple[RecordToResolve, int]] = []
-        empty: dict[str, set[str]] = {}
+        empty: dict[str, str] = {}
         for eid, bs in joins.items():
-            sv = svs.get(eid, empty)
-            if len(bs) > 1 or eid in same or eid in pinned_ents or any(len(v) > 1 for v in sv.values()):
+            if len(bs) > 1 or eid in same or eid in mixed or eid in pinned_ents:
                 slow += bs
                 continue
             b = bs[0]
+            sv = svs.get(eid, empty)
             ok = True
-            if ok and starts:
+            if sv:
                 for k in b.keys:
                     if k.startswith(starts):
                         have = sv.get(k[:k.find(":")])
-                        if have is not None and k not in have:
+                        if have is not None and have != k:
                             ok = False
                             break
             if ok:
@@ -316,9 +322,7 @@ class _Pass(PassEffects):
             self.new_entities.append((eid, t))
             res.entity_of[b.record_id] = eid
             res.dirty.add(eid)
-            pairs += [(k, eid) for k in b.keys]
-            for k in b.keys:
-                ke[k] = {eid}
+            pairs += [(k, eid) for k in b.keys]  # no other record of the batch holds them: no cache to update
             rows.append((run, at, t, eid, "link", None, None, dumps({"record": b.ref, "entity": eid}), src,
                          "new entity" if b.keys else "new entity (record has no match key)", actor))
         order = self.order
@@ -333,8 +337,7 @@ class _Pass(PassEffects):
                     ke[k] = ke[k] | {eid}
             rows.append((run, at, t, eid, "link", None, None, dumps({"record": b.ref, "entity": eid}), src,
                          f"matched {via}", actor))
-            # Seen by a full pass that reaches this entity as one of its records.
-            self.virtual.setdefault(eid, []).append(b)
+        self.joined = joined  # a full pass that reaches one of these entities sees the record in it (`fetch`)
         self.r.repo.entities.insert_entities(self.new_entities, run, at)
         self.new_entities = []
         self.ids.set_key_pairs(t, sorted(pairs), [])
