@@ -191,12 +191,42 @@ def score(store: Store, truth: Truth, pop: Population) -> dict[str, Any]:
     return out
 
 
+def partition(store: Store) -> set[frozenset[str]]:
+    """Which live records are one entity, as sets of record references (entity ids depend on order)."""
+    groups: dict[int, set[str]] = {}
+    with store.engine.connect() as db:
+        for c, st, k, e in db.exec_driver_sql("SELECT connector, stream, source_key, entity_id FROM source_records "
+                                              "WHERE missing=0"):
+            groups.setdefault(e, set()).add(f"{c}/{st}/{k}")
+    return {frozenset(g) for g in groups.values()}
+
+
+def _synced(cfg: Path, db: Path, connectors: Any, batch: int | None = None) -> set[frozenset[str]]:
+    """Sync the sandbox with `connectors` in the order given into a fresh store at `db`; its partition."""
+    settings = load_settings(cfg).settings
+    settings.store.url = f"sqlite:///{db}"
+    if batch:
+        settings.sync.batch_size = batch
+    store = Store.open(settings.store.url)
+    try:
+        for conn in connectors:
+            run_connector(settings, conn.name, full=True, store=store, registry=Registry(), merge=False)
+        merge_pending(settings, store)
+        return partition(store)
+    finally:
+        store.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=10_000, help="devices in the sandbox population")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tidy", action="store_true", help="the sandbox's default population, not the messy one")
     ap.add_argument("--keep", type=Path, default=None, help="keep the store and files in this folder")
+    ap.add_argument("--check-order", action="store_true",
+                    help="also sync the connectors in reverse order with small batches into a second store, and "
+                         "the first store incrementally after the records changed (content only) against a fresh "
+                         "full sync of the changed records: the partitions must be identical")
     args = ap.parse_args()
     t0 = time.perf_counter()
     messy = not args.tidy
@@ -236,6 +266,16 @@ def main() -> None:
         scores = score(store, truth, pop)
         with store.begin() as repo:
             ambiguous = Counter(a["origin"] for a in repo.identity.list_ambiguous())
+        order: dict[str, bool] = {}
+        if args.check_order:
+            order["reversed_order_small_batches"] = partition(store) == _synced(
+                cfg, work / "reversed.db", reversed(settings.connectors), batch=997)
+            sb.advance(content_only=True)
+            for conn in settings.connectors:
+                run_connector(settings, conn.name, full=False, store=store, registry=registry, merge=False)
+            merge_pending(settings, store)
+            order["incremental_equals_full"] = partition(store) == _synced(cfg, work / "fresh.db",
+                                                                          settings.connectors)
         store.close()
     a, p = scores["asset"], scores["person"]
     print(f"itam-sync bench_identity: {args.devices:,} devices, {len(pop.people):,} people, seed {args.seed}, "
@@ -245,13 +285,15 @@ def main() -> None:
               f"{s['field_accuracy']:.5f}  ({s['entities']:,} entities for {s['things']:,} things; "
               f"{s['false_pairs']:,} false pairs, {s['missed_pairs']:,} missed; wrong fields {s['fields_wrong']})")
     print(f"  ambiguous identifiers: {dict(ambiguous)}; records without ground truth: {scores['unscored_records']}")
+    if order:
+        print(f"  same partition: {order}")
     result_line = {
         "devices": args.devices, "people": len(pop.people), "seed": args.seed, "messy": messy,
         "asset_precision": a["precision"], "asset_recall": a["recall"], "asset_field_accuracy": a["field_accuracy"],
         "person_precision": p["precision"], "person_recall": p["recall"],
         "person_field_accuracy": p["field_accuracy"], "asset_entities": a["entities"], "asset_things": a["things"],
         "person_entities": p["entities"], "person_things": p["things"],
-        "ambiguous_identifiers": sum(ambiguous.values()),
+        "ambiguous_identifiers": sum(ambiguous.values()), **{f"same_partition_{k}": v for k, v in order.items()},
         "sync_s": round(sync_s, 1), "total_s": round(time.perf_counter() - t0, 1)}
     print(json.dumps(result_line))
     if tmp:

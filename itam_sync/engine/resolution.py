@@ -282,8 +282,14 @@ class _Pass(PassEffects):
             same.update(self.ids.entities_with_source(eids, connector, stream))
         # An entity's single-valued keys, from entity_keys (the union of its records' keys): kind -> key.
         svs: dict[int, dict[str, str]] = {}
-        mixed: set[int] = set()  # two values of one kind: the full pass decides
-        for eid, k in self.ids.entity_keys_with(joins, starts):
+        mixed: set[int] = set()  # two values of one kind, or a weak key: the full pass decides
+        # A weak key may hold part of the entity together (a record no strong key matched, joined by its host
+        # name): a record that gives that part a strong match changes what the weak key may join.
+        weak = tuple(f"{p}:" for p, k in self.sigs.kinds.items() if k.weak)
+        for eid, k in self.ids.entity_keys_with(joins, starts + weak):
+            if k[0] == WEAK_PREFIX:
+                mixed.add(eid)
+                continue
             sv = svs.get(eid)
             if sv is None:
                 sv = svs[eid] = {}

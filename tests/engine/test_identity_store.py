@@ -228,3 +228,24 @@ def test_a_connector_adds_a_key_kind_with_its_scope(tmp_path: Path) -> None:
     store.close()
     assert (row["key"], row["reason"]) == ("serial_number:S1AAAA", "held by records that cannot be one thing: "
                                                                   "different asset_tag (IT-0042 vs IT-0099)")
+
+
+def test_a_host_name_join_is_undone_when_a_strong_match_arrives(tmp_path: Path) -> None:
+    # An MDM record whose serial nobody else reports yet joins an EDR + Defender pair by its host name only;
+    # an IdP device with the same serial then gives it a strong match: the host name joins nothing any more
+    # (two clusters with strong keys), whatever order the records came in.
+    def run(order: tuple[str, ...], where: Path) -> set[frozenset[str]]:
+        where.mkdir()
+        w = World(where, sources=("edr", "idp", "mdm", "okta"), identity=IdentityConfig(hostname_weak_key=True))
+        data = {"edr": [{"id": "c1", "macs": ["18:c0:4d:02:6c:d3"], "host": "WS-5346"}],
+                "idp": [{"id": "d1", "entra": "d3cb0f9f-9667-421c-affd-d4e597dea72b", "macs": ["18c04d026cd3"],
+                         "host": "ws-5346"}],
+                "mdm": [{"id": "m1", "serial": "04M80F7", "host": "WS-5346"}],
+                "okta": [{"id": "o1", "serial": "04m80f7"}]}
+        for s in order:
+            w.sync(s, devices=data[s])
+        return w.partition()
+
+    expected = {frozenset({"edr/devices/c1", "idp/devices/d1"}), frozenset({"mdm/devices/m1", "okta/devices/o1"})}
+    assert run(("edr", "idp", "mdm", "okta"), tmp_path / "a") == expected
+    assert run(("okta", "mdm", "idp", "edr"), tmp_path / "b") == expected
