@@ -18,6 +18,7 @@ order connectors, pages, batches or runs delivered them in:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
@@ -418,3 +419,12 @@ def connector_key_kinds(settings: Any, registry: Any) -> list[KeyKind]:
             continue  # an unknown type fails its own run with the list of known types
         out += list(cls.key_kinds)
     return out
+
+
+def stored_keys(text: str) -> tuple[str, ...]:
+    """A record's stored match keys (a JSON list of strings): split directly when nothing needs unescaping."""
+    if text == "[]":
+        return ()
+    if "\\" not in text and text.startswith('["') and text.endswith('"]'):
+        return tuple(text[2:-2].split('","'))
+    return tuple(json.loads(text))

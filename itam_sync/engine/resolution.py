@@ -18,7 +18,6 @@ components, the store ends up with the same partition whatever order the records
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -34,6 +33,7 @@ from itam_sync.engine.identity import (
     connector_key_kinds,
     key_order,
     policy_for,
+    stored_keys,
 )
 from itam_sync.engine.identity_effects import PassEffects, PassResult
 from itam_sync.model.canonical import EntityType
@@ -170,7 +170,7 @@ class _Pass(PassEffects):
         added: list[Member] = []
         batch_ids, by_entity = self.batch_ids, self.by_entity
         for rid, eid, source, skey, keys_json, missing in self.ids.entity_members(todo):
-            keys = _keys(keys_json)
+            keys = stored_keys(keys_json)
             if rid in batch_ids:
                 self.old_keys[rid] = keys
                 continue
@@ -471,15 +471,6 @@ class _Pass(PassEffects):
         return min(ranks, default=99)
 
 
-def _keys(text: str) -> tuple[str, ...]:
-    """A record's stored match keys (a JSON list of strings): split directly when nothing needs unescaping."""
-    if text == "[]":
-        return ()
-    if "\\" not in text and text.startswith('["') and text.endswith('"]'):
-        return tuple(text[2:-2].split('","'))
-    return tuple(json.loads(text))
-
-
 def reresolve_records(repo: Repos, policy: IdentityPolicy, record_ids: list[int], *, at: str, actor: str | None,
                       source: str = "manual", quiet: set[int] | None = None,
                       forced: dict[EntityType, set[str]] | None = None) -> PassResult:
@@ -492,7 +483,7 @@ def reresolve_records(repo: Repos, policy: IdentityPolicy, record_ids: list[int]
         if row is None:
             continue
         _, conn, stream, skey, eid, etype, keys_json = row
-        recs.append(RecordToResolve(rid, EntityType(etype), list(_keys(keys_json)), eid, pins.get(rid),
+        recs.append(RecordToResolve(rid, EntityType(etype), list(stored_keys(keys_json)), eid, pins.get(rid),
                                     f"{conn}/{stream}/{skey}", f"{conn}/{stream}"))
 
     def new_id(_e: EntityType) -> int:

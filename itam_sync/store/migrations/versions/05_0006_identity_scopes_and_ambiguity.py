@@ -30,8 +30,9 @@ def _rebuild_pairs(conn: sa.Connection, table: str) -> None:
     """One row per (entity_type, key, entity_id) from every record's match keys."""
     last = 0
     while True:
-        rows = conn.execute(sa.text("SELECT id, entity_type, entity_id, match_keys FROM source_records WHERE id > :last "
-                                    "AND entity_id IS NOT NULL ORDER BY id LIMIT :n"), {"last": last, "n": BATCH}).fetchall()
+        rows = conn.execute(sa.text("SELECT id, entity_type, entity_id, match_keys FROM source_records "
+                                    "WHERE id > :last AND entity_id IS NOT NULL ORDER BY id LIMIT :n"),
+                            {"last": last, "n": BATCH}).fetchall()
         if not rows:
             return
         last = rows[-1][0]
