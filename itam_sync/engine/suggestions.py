@@ -11,6 +11,8 @@ Evidence:
   "annab", "anna_berg", "berg.anna") at the same domain. Two different employee ids contradict.
 - assets: the same host name, model and assigned person. Two different serials, UUIDs, IMEIs, UDIDs or
   instance ids contradict.
+Two entities that both hold a record of one connector are two things to that source (two accounts, two
+devices) and are never suggested: namesakes in one directory stay apart.
 """
 
 from __future__ import annotations
@@ -153,11 +155,16 @@ def _assets(items: list[tuple[int, dict[str, Any]]]) -> Iterable[Suggestion]:
 
 
 def find(repo: Repos) -> list[Suggestion]:
-    """Every suggestion in the store now, best first (one per pair, the strongest evidence kept)."""
+    """Every suggestion in the store now, best first (one per pair, the strongest evidence kept). Two entities
+    that both hold a record of one connector are two things to that source (two accounts, two devices), however
+    alike they look: never suggested."""
     best: dict[tuple[str, int, int], Suggestion] = {}
     for etype, finder in ((EntityType.PERSON, _people), (EntityType.ASSET, _assets)):
         items = [(eid, g) for eid, g, status in repo.entities.iter_entities(etype.value) if status != "merged"]
+        sources = repo.identity.entity_connectors(etype.value)
         for s in finder(items):
+            if sources.get(s.a, set()) & sources.get(s.b, set()):
+                continue
             key = (s.entity_type, min(s.a, s.b), max(s.a, s.b))
             if key not in best or s.score > best[key].score:
                 best[key] = Suggestion(s.entity_type, key[1], key[2], s.score, s.evidence)

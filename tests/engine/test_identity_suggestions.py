@@ -99,3 +99,11 @@ def test_accepting_links_the_records_and_dismissing_is_kept(tmp_path: Path) -> N
         for k, o in (("entity_a", "entity_b"), ("entity_b", "entity_a"))]
     with pytest.raises(OperationError, match="is dismissed"):
         dismiss(w.store(), again[0]["id"], "again")
+
+
+def test_two_records_of_one_source_are_never_suggested_as_one(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    # Namesakes in one department, both in the IdP and neither with an employee id: two accounts, two people.
+    w.sync("okta", people=[{"id": "u1", "name": "Anna Berg", "mail": "anna.berg@example.com", "dept": "Finance"},
+                           {"id": "u2", "name": "Anna Berg", "mail": "anna.berg2@example.com", "dept": "Finance"}])
+    assert refresh(w.store()) == []

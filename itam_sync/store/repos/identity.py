@@ -219,6 +219,14 @@ class IdentityRepo(RepoBase):
         rows = [s for s in self.suggestions(None) if s["id"] == suggestion_id]
         return rows[0] if rows else None
 
+    def entity_connectors(self, entity_type: str) -> dict[int, set[str]]:
+        """entity -> the connectors whose live records feed it."""
+        out: dict[int, set[str]] = {}
+        for e, c in self._exec("SELECT DISTINCT entity_id, connector FROM source_records WHERE entity_type=? AND "
+                               "missing=? AND entity_id IS NOT NULL", (entity_type, False)).fetchall():
+            out.setdefault(e, set()).add(c)
+        return out
+
     def save_suggestions(self, rows: list[tuple[str, int, int, float, list[str]]], at: str) -> None:
         """Insert new open suggestions (entity_type, a, b, score, evidence); refresh open ones' evidence; an open
         one no longer found becomes `gone`. Decided ones (accepted, dismissed) are never touched."""
