@@ -191,6 +191,25 @@ def score(store: Store, truth: Truth, pop: Population) -> dict[str, Any]:
     return out
 
 
+def suggestion_quality(repo: Any, store: Store, truth: Truth) -> dict[str, int]:
+    """How many suggested matches there are, and how many of them pair two entities of one real thing."""
+    from itam_sync.engine.suggestions import find
+
+    things: dict[int, Counter[str]] = {}
+    with store.engine.connect() as db:
+        for c, st, k, e in db.exec_driver_sql("SELECT connector, stream, source_key, entity_id FROM source_records "
+                                              "WHERE missing=0"):
+            t = truth.get((c, st, k))
+            if t is not None:
+                things.setdefault(e, Counter())[t] += 1
+
+    def thing(e: int) -> str | None:
+        return things[e].most_common(1)[0][0] if e in things else None
+    found = find(repo)
+    right = sum(1 for s in found if thing(s.a) is not None and thing(s.a) == thing(s.b))
+    return {"suggestions": len(found), "suggestions_right": right}
+
+
 def partition(store: Store) -> set[frozenset[str]]:
     """Which live records are one entity, as sets of record references (entity ids depend on order)."""
     groups: dict[int, set[str]] = {}
@@ -266,6 +285,7 @@ def main() -> None:
         scores = score(store, truth, pop)
         with store.begin() as repo:
             ambiguous = Counter(a["origin"] for a in repo.identity.list_ambiguous())
+            suggested = suggestion_quality(repo, store, truth)
         order: dict[str, bool] = {}
         if args.check_order:
             order["reversed_order_small_batches"] = partition(store) == _synced(
@@ -285,6 +305,7 @@ def main() -> None:
               f"{s['field_accuracy']:.5f}  ({s['entities']:,} entities for {s['things']:,} things; "
               f"{s['false_pairs']:,} false pairs, {s['missed_pairs']:,} missed; wrong fields {s['fields_wrong']})")
     print(f"  ambiguous identifiers: {dict(ambiguous)}; records without ground truth: {scores['unscored_records']}")
+    print(f"  suggested matches: {suggested['suggestions']} ({suggested['suggestions_right']} of them one real thing)")
     if order:
         print(f"  same partition: {order}")
     result_line = {
@@ -293,7 +314,8 @@ def main() -> None:
         "person_precision": p["precision"], "person_recall": p["recall"],
         "person_field_accuracy": p["field_accuracy"], "asset_entities": a["entities"], "asset_things": a["things"],
         "person_entities": p["entities"], "person_things": p["things"],
-        "ambiguous_identifiers": sum(ambiguous.values()), **{f"same_partition_{k}": v for k, v in order.items()},
+        "ambiguous_identifiers": sum(ambiguous.values()), **suggested,
+        **{f"same_partition_{k}": v for k, v in order.items()},
         "sync_s": round(sync_s, 1), "total_s": round(time.perf_counter() - t0, 1)}
     print(json.dumps(result_line))
     if tmp:
