@@ -156,12 +156,14 @@ def conformance_suite(connector_cls: type[Connector], settings: dict[str, Any], 
                 run_connector(s, name, full=True, registry=registry())
             store = Store.open(s.store.url)
             with store.begin() as repo:
-                before = (repo.entities.counts(), repo.runs.get_cursors(name), list(repo.entities.iter_entities("asset")),
+                before = (repo.entities.counts(), repo.runs.get_cursors(name),
+                          list(repo.entities.iter_entities("asset")),
                           list(repo.entities.iter_entities("person")))
             with mock(True), pytest.raises(SyncFailed):
                 run_connector(s, name, full=True, registry=registry())
             with store.begin() as repo:
-                after = (repo.entities.counts(), repo.runs.get_cursors(name), list(repo.entities.iter_entities("asset")),
+                after = (repo.entities.counts(), repo.runs.get_cursors(name),
+                         list(repo.entities.iter_entities("asset")),
                          list(repo.entities.iter_entities("person")))
                 runs = repo.runs.list_runs(1)
             store.close()

@@ -222,11 +222,13 @@ def test_devices_from_five_vendors_and_procurement_become_one_asset_each(tmp_pat
             hp_sources = {s.split("/")[0] for s in repo.entities.source_keys_of([hp["_id"]])[hp["_id"]]}
             assert hp_sources == {"intune", "crowdstrike", "defender", "procurement"}, hp_sources
             # Defender has no serial: it joined on the Entra device id Intune reports.
-            assert repo.entities.entity_by_key("asset", "entra_device_id:80fe8ff8-2624-418e-9591-41f0491218f9") == hp["_id"]
+            key = "entra_device_id:80fe8ff8-2624-418e-9591-41f0491218f9"
+            assert repo.entities.entity_by_key("asset", key) == hp["_id"]
 
             dell = golden_by_key(repo, "asset", DELL)
             spare = golden_by_key(repo, "asset", SPARE)
-            assert [s.split("/")[0] for s in repo.entities.source_keys_of([spare["_id"]])[spare["_id"]]] == ["procurement"]
+            spare_keys = repo.entities.source_keys_of([spare["_id"]])[spare["_id"]]
+            assert [s.split("/")[0] for s in spare_keys] == ["procurement"]
 
             # -- the VMware VMnet8 MAC joins nothing --------------------------------------------------
             dana_id = repo.entities.entity_by_key("asset", DANA_MAC)
@@ -248,7 +250,8 @@ def test_devices_from_five_vendors_and_procurement_become_one_asset_each(tmp_pat
             assert amb["reason"] == ("held by records that cannot be one thing: different serial_number "
                                      "(7QK2LM3 vs C02FK1ABQ6L4)"), amb
             dock = [c for c in repo.conflicts.list_conflicts() if c["key"] == DOCK_MAC]
-            assert dock, f"no conflict recorded for the dock MAC shared by two serials: {repo.conflicts.list_conflicts()}"
+            assert dock, ("no conflict recorded for the dock MAC shared by two serials: "
+                          f"{repo.conflicts.list_conflicts()}")
             assert {c["connector"] for c in dock} == {"crowdstrike"}
             assert all(c["other_entity_id"] == mbp["_id"] for c in dock), dock
             assert all("different serial_number" in c["reason"] for c in dock), dock
@@ -306,10 +309,12 @@ def test_devices_from_five_vendors_and_procurement_become_one_asset_each(tmp_pat
             after = golden_by_key(repo, "asset", DELL)
             assert (value(after, "hostname"), source(after, "hostname")) == ("lt-carl-new", "crowdstrike")
             assert value(after, "os_version") == "Windows 11"
-            falcon = [s for s in repo.entities.source_keys_of([dell["_id"]])[dell["_id"]] if s.startswith("crowdstrike/")]
+            dell_keys = repo.entities.source_keys_of([dell["_id"]])[dell["_id"]]
+            falcon = [s for s in dell_keys if s.startswith("crowdstrike/")]
             assert falcon == ["crowdstrike/hosts/cs0000000000000000000000000ca410 (missing)",
                               "crowdstrike/hosts/cs0000000000000000000000000ca412"], falcon
-            hostname_rows = [r for r in repo.log.log_rows(entity_id=dell["_id"], action="set") if r["field"] == "hostname"]
+            hostname_rows = [r for r in repo.log.log_rows(entity_id=dell["_id"], action="set")
+                             if r["field"] == "hostname"]
             assert [(r["old"], r["new"], r["source"], r["rule"]) for r in hostname_rows] == [
                 (None, "lt-carl-old", "crowdstrike", "precedence:default"),
                 ("lt-carl-old", "lt-carl-new", "crowdstrike", "precedence:default")], hostname_rows

@@ -18,7 +18,8 @@ from tests_helpers import golden_by_key  # type: ignore[import-not-found]
 def _snapshot(demo):  # type: ignore[no-untyped-def]
     store = demo.store()
     with store.begin() as repo:
-        snap = (repo.entities.counts(), list(repo.entities.iter_entities("asset")), list(repo.entities.iter_entities("person")),
+        snap = (repo.entities.counts(), list(repo.entities.iter_entities("asset")),
+                list(repo.entities.iter_entities("person")),
                 repo.runs.get_cursors("mdm"))
     store.close()
     return snap

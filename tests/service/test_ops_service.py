@@ -235,7 +235,8 @@ def test_sinks_and_reminders_run_on_their_schedules(demo, secrets, monkeypatch: 
     class Pushed:
         status = "success"
 
-    monkeypatch.setattr(itam_sync.publish.sinks.push, "push_sink", lambda settings, name, store: calls.append(name) or Pushed)
+    monkeypatch.setattr(itam_sync.publish.sinks.push, "push_sink",
+                        lambda settings, name, store: calls.append(name) or Pushed)
     monkeypatch.setattr(itam_sync.publish.reminders, "run_reminders", lambda settings, store: calls.append("reminders"))
     cfg = yaml.safe_load(demo.config.read_text())
     sink = {"base_url": "https://example.service-now.com", "username": "itam",  # valid settings: serve checks them

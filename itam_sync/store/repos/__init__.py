@@ -40,4 +40,5 @@ class Repos:
         self.kpi_history = KpiHistoryRepo(self.db)  # overview KPI snapshots (insight/dashboard.py)
 
 
-__all__ = ["Db", "Repos", "RunsRepo", "RecordsRepo", "QuarantineRepo", "EntitiesRepo", "ConflictsRepo", "OverridesRepo", "MergeLogRepo", "WebQueries", "ReportQueries", "PublishRepo", "LeasesRepo"]
+__all__ = ["Db", "Repos", "RunsRepo", "RecordsRepo", "QuarantineRepo", "EntitiesRepo", "ConflictsRepo",
+           "OverridesRepo", "MergeLogRepo", "WebQueries", "ReportQueries", "PublishRepo", "LeasesRepo"]

@@ -19,10 +19,10 @@ from itam_sync.connectors.intune.connector import IntuneConnector
 from test_intune import SETTINGS as INTUNE_SETTINGS
 from test_intune import FakeGraph, ms_login
 
-from itam_sync.model.keys import KeyKinds, KeyScope
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import run_connector
 from itam_sync.model.canonical import EntityType
+from itam_sync.model.keys import KeyKinds, KeyScope
 from itam_sync.settings import ConnectorConfig, IdentityConfig, Settings, StoreConfig
 from itam_sync.store import Store
 
