@@ -132,6 +132,11 @@ class SyncConfig(_Model):
     # before a full run ends `degraded`: 0.20 = 20 percentage points (itam_sync/engine/contracts.py)
     fill_rate_drop: float = Field(default=0.20, ge=0, le=1)
     batch_size: int = Field(default=2000, ge=1, le=100_000)
+    # Worker processes for per-record work (mapping, match keys, merge decisions); one writer keeps identity,
+    # the store and the chain, so the result is the same with 1 or N. None: one per core; 1: no processes.
+    workers: int | None = Field(default=None, ge=1, le=64)
+    # A run sends work to the workers only once this many records need it: a small run never starts them.
+    parallel_min: int = Field(default=5000, ge=1)
 
 
 class WebConfig(_Model):

@@ -1,0 +1,97 @@
+"""A pool of worker processes for per-record work (mapping, match keys, merge decisions), feeding ONE writer.
+
+The writer (the process that holds the store's transaction) keeps identity, the store and the hash chain:
+workers only compute. Work goes out in chunks and comes back in the order it was sent, so the writer sees
+exactly what it would have computed itself: a run with 1 worker or N gives the same store, byte for byte
+(tests/engine/test_workers.py compares the full export).
+
+`WorkerPool(n)` with n <= 1 computes inline (no processes). With n > 1 the processes start on the first
+chunk sent (spawned, not forked: the writer holds a database connection and threads), so a small run never
+pays for them; callers send work to the pool only when a run is big enough (`SyncConfig.parallel_min`).
+
+Work functions are top-level functions taking one picklable argument. What they need that is costly to
+build (a loaded mapping, an identity policy, merge rules) is passed as a small picklable *spec* and built
+once per worker process by `cached(spec, build)`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# What a worker process built from a spec: one per worker process, the process's whole lifetime. A module
+# dict is the one place a spawned process can keep state between tasks.
+_BUILT: dict[Hashable, Any] = {}
+
+
+def cached(spec: Hashable, build: Callable[[], T]) -> T:
+    """The object built from `spec` in this process (built on first use)."""
+    try:
+        return _BUILT[spec]  # type: ignore[no-any-return]
+    except KeyError:
+        obj = _BUILT[spec] = build()
+        return obj
+
+
+def default_workers() -> int:
+    """The number of cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class WorkerPool:
+    """`n` worker processes (inline when n <= 1); `map_ordered` keeps the writer fed while it writes."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = default_workers() if workers is None else max(1, workers)
+        self._executor: ProcessPoolExecutor | None = None
+
+    @property
+    def parallel(self) -> bool:
+        """Whether work runs in other processes."""
+        return self.workers > 1
+
+    def submit(self, fn: Callable[[T], R], arg: T) -> Future[R]:
+        """Run `fn(arg)` on a worker (inline, already done, when the pool is not parallel)."""
+        if not self.parallel:
+            fut: Future[R] = Future()
+            try:
+                fut.set_result(fn(arg))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by result(), as a worker would
+                fut.set_exception(exc)
+            return fut
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._executor.submit(fn, arg)
+
+    def map_ordered(self, fn: Callable[[T], R], args: Iterable[T], ahead: int | None = None) -> Iterator[R]:
+        """`fn(a)` for every `a`, in order, with up to `ahead` (default 2 per worker) chunks in flight."""
+        window = ahead or 2 * self.workers
+        pending: deque[Future[R]] = deque()
+        for a in args:
+            pending.append(self.submit(fn, a))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        """Stop the worker processes (the pool can be used again: they start anew)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
