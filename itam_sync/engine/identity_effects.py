@@ -15,12 +15,13 @@ Merge-log rows (action: entity it is written on -> what it says):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from itam_sync.engine.ambiguity import AmbiguityRules, Verdict
 from itam_sync.engine.identity import Clustering, Member, Signatures, incompatible, joined_by
+from itam_sync.engine.key_index import KeyView
 from itam_sync.model.canonical import EntityType
 from itam_sync.model.keys import WEAK_PREFIX
 from itam_sync.store.repos import Repos
@@ -41,6 +42,7 @@ class PassContext(Protocol):
     use_pins: bool
     new_entity_id: Callable[[EntityType], int]
     quiet: set[int]
+    keys: KeyView
 
     def rules(self, etype: EntityType) -> AmbiguityRules: ...
 
@@ -73,7 +75,7 @@ class PassEffects:
     batch_ids: set[int]
     virtual_ids: set[int]
     old_keys: dict[int, tuple[str, ...]]
-    key_ents: dict[str, set[int]]
+    key_ents: dict[str, Set[int]]
     new_entities: list[tuple[int, str]]
     cluster_ids: dict[int, int]
     log_rows: list[tuple[Any, ...]]
@@ -113,7 +115,7 @@ class PassEffects:
         for e, into in absorbed.items():
             ids.retire_entity(e, into, r.run_id, r.at)
         ids.set_entities_of(moved)
-        ids.set_key_pairs(self.t, *self._pair_changes(ms, final, members_of))
+        r.keys.set_key_pairs(self.t, *self._pair_changes(ms, final, members_of))
         self.res.conflicts += self._conflicts(ms, final, clustering, free, now, stored)
 
     def _ambiguity_changes(self, now: dict[str, Verdict | None], stored: Stored, final: dict[int, int],

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ from itam_sync.engine.identity import (
     stored_keys,
 )
 from itam_sync.engine.identity_effects import PassEffects, PassResult
+from itam_sync.engine.key_index import KeyIndex, key_view
 from itam_sync.model.canonical import EntityType
 from itam_sync.model.keys import SCOPE_RANK, WEAK_PREFIX
 from itam_sync.store.repos import Repos
@@ -65,8 +66,9 @@ class Resolver:
 
     def __init__(self, repo: Repos, policy: IdentityPolicy, new_entity_id: Callable[[EntityType], int], *,
                  run_id: int | None, at: str, source: str, actor: str | None = None, use_pins: bool = True,
-                 quiet: set[int] | None = None) -> None:
+                 quiet: set[int] | None = None, key_index: KeyIndex | None = None) -> None:
         self.repo, self.policy, self.new_entity_id = repo, policy, new_entity_id
+        self.keys = key_view(repo.identity, key_index)  # entity_keys, through the run's index if it has one
         self.run_id, self.at, self.source, self.actor, self.use_pins = run_id, at, source, actor, use_pins
         # Records whose move the caller logs itself (an operator's link or unlink writes its own row).
         self.quiet = quiet or set()
@@ -88,7 +90,7 @@ class Resolver:
         wanted = set(rules.exact) | {k for (t, k), d in rules.decisions.items() if d.action == "block"}
         for pre, _ in rules.prefixes:
             wanted |= set(repo.keys_with_prefix(etype.value, pre))
-        held = repo.key_entities(etype.value, wanted)
+        held = self.keys.key_entities(etype.value, wanted)
         out |= {k for k in held if k not in stored}
         return out
 
@@ -123,7 +125,7 @@ class _Pass(PassEffects):
         self.holders: dict[str, list[Member]] = {}
         self.watched: set[str] = set()  # keys whose holders are indexed
         self.old_keys: dict[int, tuple[str, ...]] = {}
-        self.key_ents: dict[str, set[int]] = {}
+        self.key_ents: dict[str, Set[int]] = {}
         self.fetched: set[int] = set()
         self.batch_ids: set[int] = {b.record_id for b in batch}
         self.new_entities: list[tuple[int, str]] = []
@@ -191,8 +193,8 @@ class _Pass(PassEffects):
         keys = list(keys)
         need = [k for k in keys if k not in ke]
         if need:
-            found = self.ids.key_entities(self.t, need)
-            empty: set[int] = set()
+            found = self.r.keys.key_entities(self.t, need)
+            empty: frozenset[int] = frozenset()
             for k in need:
                 ke[k] = found.get(k, empty)
         out: set[int] = set()
@@ -346,7 +348,7 @@ class _Pass(PassEffects):
         self.joined = joined  # a full pass that reaches one of these entities sees the record in it (`fetch`)
         self.r.repo.entities.insert_entities(self.new_entities, run, at)
         self.new_entities = []
-        self.ids.set_key_pairs(t, sorted(pairs), [])
+        r.keys.set_key_pairs(t, sorted(pairs), [])
 
     def _slow(self, rules: AmbiguityRules, stored: dict[str, tuple[Any, ...]]) -> None:
         r, etype = self.r, self.etype
