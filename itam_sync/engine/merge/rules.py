@@ -44,6 +44,22 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True, slots=True)
+class RulesSpec:
+    """What rebuilds a `Rules` in another process: small, picklable and hashable (a worker builds it once).
+
+    It carries the instant the rules are evaluated at, so a worker decides freshness exactly as the writer
+    would, whatever its own clock says."""
+
+    precedence: str  # PrecedenceConfig as JSON
+    connector_types: tuple[tuple[str, str], ...]  # (instance, type), in the config's order
+    now: str  # ISO-8601, as datetime.isoformat() wrote it
+
+    def build(self) -> Rules:
+        return Rules(PrecedenceConfig.model_validate_json(self.precedence), dict(self.connector_types),
+                     datetime.fromisoformat(self.now))
+
+
 class Rules:
     """All field rules for one merge pass, evaluated at `now` (for freshness)."""
 
@@ -52,6 +68,10 @@ class Rules:
         self.now = now
         self._types = connector_types
         self._cache: dict[tuple[EntityType, str], FieldRule] = {}
+
+    def spec(self) -> RulesSpec:
+        """These rules as a spec for worker processes (`RulesSpec.build()` gives equal rules back)."""
+        return RulesSpec(self.config.model_dump_json(), tuple(self._types.items()), self.now.isoformat())
 
     def _ranks(self, order: list[str]) -> dict[str, int]:
         ranks: dict[str, int] = {MANUAL: -1}

@@ -104,8 +104,11 @@ class EntitiesRepo(RepoBase):
             last = rows[-1][0]
 
     def goldens(self, entity_ids: Iterable[int]) -> dict[int, tuple[str, dict[str, Any], str]]:
-        return {i: (t, loads(g), s) for i, t, g, s in self._in(
-            "SELECT id, entity_type, golden, status FROM entities WHERE id IN ({in})", entity_ids)}
+        return {i: (t, loads(g), s) for i, t, g, s in self.golden_rows(entity_ids)}
+
+    def golden_rows(self, entity_ids: Iterable[int]) -> Iterator[tuple[Any, ...]]:
+        """(id, entity type, golden JSON text, status) of each entity, undecoded (see `goldens`)."""
+        return self._in("SELECT id, entity_type, golden, status FROM entities WHERE id IN ({in})", entity_ids)
 
     def update_goldens(self, rows: list[tuple[str, str, int | None, str, int]]) -> None:
         """rows: (golden json, status, run_id, at, entity id)."""

@@ -113,10 +113,12 @@ class RecordsRepo(RepoBase):
     def entity_sources(self, entity_ids: Iterable[int]) -> dict[int, list[SourceValues]]:
         """Live (not missing) source values of each entity."""
         out: dict[int, list[SourceValues]] = {}
-        for e, conn, fields, at, rid in self._live(entity_ids):
+        for e, conn, fields, at, rid in self.live_source_rows(entity_ids):
             out.setdefault(e, []).append(SourceValues(conn, loads(fields), at, rid))
         return out
 
-    def _live(self, entity_ids: Iterable[int]) -> Iterator[tuple[Any, ...]]:
+    def live_source_rows(self, entity_ids: Iterable[int]) -> Iterator[tuple[Any, ...]]:
+        """(entity id, connector, fields JSON text, observed_at, record id) of each live source record, undecoded
+        (the merge decodes them where it decides: in its worker processes on a large merge)."""
         yield from self.db.in_chunks("SELECT entity_id, connector, fields, observed_at, id FROM source_records "
                                      "WHERE entity_id IN ({in}) AND missing=?", entity_ids, (), (False,))
