@@ -3,7 +3,8 @@
 Plain `requests` through the engine's `HttpClient`: a bearer API token on the tenant's API URL. The list
 (`GET /api/v1/devices`) is a bare JSON array paged by limit/offset (at most 300 per page). MAC addresses
 live only in `GET /api/v1/devices/{id}/details`, one call per device, so details are fetched while the list
-streams (never by collecting ids first) and can be switched off with `fetch_details: false`.
+streams (never by collecting ids first), `details_concurrency` at a time and joined in list order by the
+SDK's `join_details`, and can be switched off with `fetch_details: false`.
 
 The tenant's quota is 10,000 requests an hour, shared by every token, with no documented 429 headers. The
 client keeps this connector under `requests_per_hour` and waits out a hint-less 429 for the hourly window
@@ -25,7 +26,7 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import quote
 
 from pydantic import Field, field_validator
@@ -33,6 +34,7 @@ from pydantic import Field, field_validator
 from itam_sync.sdk.auth import BearerAuth
 from itam_sync.sdk.connector import BadRecord, Connector, ConnectorSettings, Stream, StreamState
 from itam_sync.sdk.detail_cache import DetailCache, fingerprint
+from itam_sync.sdk.details import join_details
 from itam_sync.sdk.errors import HttpError
 from itam_sync.sdk.http import HttpClient
 from itam_sync.sdk.http_stream import HttpStream
@@ -73,6 +75,11 @@ class KandjiSettings(ConnectorSettings):
     details_max_age_hours: float = Field(default=24, gt=0,
                                          description="Ask a device's details again after this long even if its "
                                                      "list row did not change")
+    details_concurrency: int = Field(default=4, ge=1, le=16,
+                                     description="Details requests in flight at once (1: one after the other). "
+                                                 "Speeds up a first run only: the tenant's quota (10,000 "
+                                                 "requests/hour, shared by every token) and requests_per_hour "
+                                                 "still cap the total; Kandji documents no concurrency limit")
 
     @field_validator("api_url")
     @classmethod
@@ -113,17 +120,23 @@ class KandjiDevices(HttpStream):
 
     def records(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
         config = self.connector.config
+        if not config.fetch_details:
+            yield from self._listed(state)
+            return
         cache = DetailCache(config.details_cache, max_age_s=config.details_max_age_hours * 3600)
         try:
-            yield from self._records(state, cache)
+            for device, details in join_details(
+                    self._listed(state), self.details, concurrency=config.details_concurrency, cache=cache,
+                    key=lambda row: None if isinstance(row, BadRecord) else row["device_id"],
+                    fingerprint=lambda row: fingerprint(cast(dict, row), VOLATILE, config.detail_sections)):
+                yield device if isinstance(device, BadRecord) else {**device, "details": details}
         finally:
             cache.close()
-            if config.fetch_details:
-                log.info("%s: details asked for %d devices, remembered for %d", self.connector.name,
-                         cache.misses, cache.hits)
+            log.info("%s: details asked for %d devices, remembered for %d", self.connector.name,
+                     cache.misses, cache.hits)
 
-    def _records(self, state: StreamState, cache: DetailCache) -> Iterator[dict[str, Any] | BadRecord]:
-        config = self.connector.config
+    def _listed(self, state: StreamState) -> Iterator[dict[str, Any] | BadRecord]:
+        """The list rows, a device without an id as a BadRecord; an incremental run stops at the watermark."""
         watermark = _moment(state.cursor) if state.cursor and not state.full else None
         for device in self.fetch(state):
             device_id = device.get("device_id") if isinstance(device, dict) else None
@@ -136,12 +149,6 @@ class KandjiDevices(HttpStream):
                     log.info("%s: reached devices last seen before %s; incremental run done",
                              self.connector.name, state.cursor)
                     return
-            if config.fetch_details:
-                print_ = fingerprint(device, VOLATILE, config.detail_sections)
-                details = cache.get(device_id, print_)
-                if details is None and (details := self.details(device_id)) is not None:
-                    cache.put(device_id, print_, details)
-                device = {**device, "details": details}
             yield device
 
     def details(self, device_id: str) -> dict[str, Any] | None:
@@ -179,7 +186,8 @@ class KandjiConnector(Connector):
         quota = RateLimit(per_hour=QUOTA, budget_per_hour=self.config.requests_per_hour,
                           wait_without_headers="window")
         self.http = HttpClient(self.config.api_url, BearerAuth(self.config.api_token),
-                               timeout=(5, self.config.timeout_s), rate_limit=quota)
+                               timeout=(5, self.config.timeout_s), rate_limit=quota,
+                               max_connections=self.config.details_concurrency + 1)  # + the list's
 
     def streams(self) -> list[Stream]:
         return [KandjiDevices(self)]

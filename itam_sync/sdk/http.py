@@ -10,6 +10,7 @@ out a hint-less 429 for the quota window. Nothing here logs headers, and URLs ar
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from requests.auth import AuthBase
 from tenacity import (
     RetryCallState,
@@ -76,6 +78,13 @@ class HttpClient:
 
     `sleep` and `clock` (wall clock, for epoch reset headers and the request budget) are injectable so tests
     run without waiting. `rate_limit` declares the source's quota (see `itam_sync.sdk.ratelimit`).
+
+    One client may serve a few threads at once (`itam_sync.sdk.details`): the request budget and the request
+    count are kept under locks, and retries and backoff are per call. Sharing the session is safe for this
+    use: its headers and auth are only read per request (token auths refresh under their own lock), the
+    cookie jar locks itself, and the one known pool race (psf/requests#1871: a pool evicted while in use)
+    needs more hosts than the pool manager keeps (10), while a client talks to one. `max_connections` sizes
+    that host's pool: give at least the number of threads, or urllib3 opens and drops extra connections.
     """
 
     def __init__(
@@ -93,6 +102,7 @@ class HttpClient:
         clock: Callable[[], float] = time.time,
         backoff: Callable[[RetryCallState], float] | None = None,
         rate_limit: RateLimit | None = None,
+        max_connections: int = DEFAULT_POOLSIZE,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.auth = auth
@@ -100,6 +110,9 @@ class HttpClient:
         self.max_attempts, self.max_wait = max_attempts, max_wait
         self._owns_session = session is None
         self.session = session or requests.Session()
+        if self._owns_session and max_connections > DEFAULT_POOLSIZE:
+            for scheme in ("https://", "http://"):
+                self.session.mount(scheme, HTTPAdapter(pool_maxsize=max_connections))
         self.session.headers.update({"User-Agent": user_agent, "Accept": "application/json"})
         self.session.headers.update(extra_headers or {})
         self.sleep, self._clock = sleep, clock  # public: tests swap `sleep` to assert waits
@@ -108,6 +121,7 @@ class HttpClient:
         self.rate_limit = rate_limit or RateLimit()
         self.pacer = RequestPacer(self.rate_limit, clock, lambda s: self.sleep(s), redact_url(self.base_url))
         self.requests_sent = 0  # every HTTP request this client made, retries and probes included
+        self._count_lock = threading.Lock()  # `+=` is not atomic across threads
 
     def url(self, path_or_url: str) -> str:
         """An absolute URL is used verbatim; a path is appended to the base URL (keeping the base's path)."""
@@ -185,7 +199,8 @@ class HttpClient:
 
     def _send(self, method: str, url: str, kwargs: dict[str, Any]) -> requests.Response:
         self.pacer.acquire()
-        self.requests_sent += 1
+        with self._count_lock:
+            self.requests_sent += 1
         started = time.perf_counter()
         try:
             response = self.session.request(method, url, auth=self.auth, timeout=self.timeout, **kwargs)

@@ -18,6 +18,7 @@ declares the quota once and the client does the rest::
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ class RequestPacer:
     Remembers when each request of the last window was sent; before a request that would exceed the budget
     it sleeps until the oldest one ages out. `sleep` may be a test double that does not advance `clock`:
     the slot waited for is then taken as freed, so a test sees exactly one wait per request over budget.
+    Thread-safe: a connector fetching details on a few threads shares one pacer, and every request takes
+    its slot under a lock. A thread waiting for a slot keeps the lock while it sleeps: the others would
+    have to wait for the slots after it anyway, and this way each waits for its own, in turn.
     """
 
     def __init__(self, limit: RateLimit, clock: Callable[[], float], sleep: Callable[[float], None],
@@ -67,12 +71,17 @@ class RequestPacer:
         self.limit, self.clock, self.sleep, self.label = limit, clock, sleep, label
         self._sent: deque[float] = deque()
         self.waited = 0.0
+        self._lock = threading.Lock()
 
     def acquire(self) -> float:
         """Wait, if need be, until one more request fits the budget; return the seconds waited."""
         budget = self.limit.budget_per_hour
         if not budget:
             return 0.0
+        with self._lock:
+            return self._take(budget)
+
+    def _take(self, budget: int) -> float:
         now = self.clock()
         while self._sent and self._sent[0] <= now - self.limit.window_s:
             self._sent.popleft()

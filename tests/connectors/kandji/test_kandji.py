@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class FakeKandji:
         self.list_calls: list[dict[str, str]] = []
         self.detail_calls: list[str] = []
         self.failing_offsets: set[str] = set()  # list pages answering 503
+        self.failing_details: set[str] = set()  # devices whose details answer 503
+        self.slow_details: dict[str, float] = {}  # seconds a device's details take
+        self.details_answered: list[str] = []  # in the order the answers were sent
         rsps.add_callback(responses.GET, DEVICES_URL, callback=self.list_page)
         rsps.add_callback(responses.GET, DETAILS_RE, callback=self.device_details)
 
@@ -74,6 +78,10 @@ class FakeKandji:
         assert match
         device_id = match[1]
         self.detail_calls.append(device_id)
+        time.sleep(self.slow_details.get(device_id, 0.0))
+        self.details_answered.append(device_id)
+        if device_id in self.failing_details:
+            return 503, {}, "upstream unavailable"
         if device_id not in self.details:
             return 404, {}, json.dumps({"detail": "Not found."})
         return 200, {}, json.dumps(self.details[device_id])
@@ -159,10 +167,11 @@ def test_empty_tenant_yields_nothing_and_the_run_succeeds(rsps: responses.Reques
 
 def test_details_fetched_while_streaming_and_trimmed_to_sections(rsps: responses.RequestsMock) -> None:
     fake = FakeKandji(rsps)
-    conn = KandjiConnector("kandji", KandjiSettings.model_validate(SETTINGS))
+    conn = KandjiConnector("kandji", KandjiSettings.model_validate({**SETTINGS, "details_concurrency": 1}))
     stream = conn.streams()[0].records(StreamState())
     first = next(stream)
-    # Memory stays flat: the first device arrives with its details before the second page is asked for.
+    # Memory stays flat: the first device arrives with its details before the second page is asked for
+    # (one request at a time; with more, the list is read ahead by a bounded window: tests/sdk/test_sdk_details).
     assert len(fake.list_calls) == 1 and fake.detail_calls == [ANNA]
     assert set(first["details"]) == {"general", "mdm", "kandji_agent", "hardware_overview", "network"}
     assert first["details"]["network"]["mac_address"] == "A4:83:E7:11:22:33"
@@ -212,7 +221,7 @@ def test_429_without_a_hint_waits_for_the_hourly_window_not_fails(rsps: response
     for _ in range(2):
         rsps.add(responses.GET, DETAILS_RE, status=429, json={"detail": "Request was throttled."})
     fake = FakeKandji(rsps)
-    assert len(pull()) == 4
+    assert len(pull(details_concurrency=1)) == 4  # one request at a time: the two 429s hit the same request
     assert recorded_sleeps == [60.0, 120.0]
     assert fake.detail_calls == [ANNA, MINI, PHONE]  # Anna's details were asked again after the waits
 
@@ -285,7 +294,7 @@ def test_incremental_run_reads_newest_first_and_stops_at_the_saved_cursor(rsps: 
     # ghost (never checked in) and the Mac mini, then Anna's Mac (== cursor, re-read), then the iPhone is older:
     # stop. No third page and no details call for the iPhone.
     assert [c["offset"] for c in fake.list_calls] == ["0", "2"]
-    assert fake.detail_calls == [MINI, ANNA]
+    assert sorted(fake.detail_calls) == sorted([MINI, ANNA])  # asked concurrently: in any order
     assert result.counts["devices"]["changed"] == 1
     store = Store.open(settings.store.url)
     with store.begin() as repo:
@@ -344,12 +353,14 @@ def test_settings_validate_url_and_page_size() -> None:
 # ------------------------------------------------------------------ issue #14: within the tenant's quota
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 def test_full_resync_of_unchanged_devices_asks_no_details_and_reports_nothing_changed(
-        rsps: responses.RequestsMock, tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, details_cache=str(tmp_path / "kandji-details.sqlite"))
+        rsps: responses.RequestsMock, tmp_path: Path, concurrency: int) -> None:
+    settings = settings_for(tmp_path, details_cache=str(tmp_path / "kandji-details.sqlite"),
+                            details_concurrency=concurrency)
     fake = FakeKandji(rsps)
     first = run(settings, full=True)
-    assert first.counts["devices"]["new"] == 3 and fake.detail_calls == [ANNA, MINI, PHONE]
+    assert first.counts["devices"]["new"] == 3 and sorted(fake.detail_calls) == sorted([ANNA, MINI, PHONE])
     fake.detail_calls.clear()
     again = run(settings, full=True)
     assert fake.detail_calls == []  # the list rows did not change: their details were remembered
@@ -383,14 +394,15 @@ def test_remembered_details_are_asked_again_once_too_old(rsps: responses.Request
     pull(details_cache=cache)
     fake.detail_calls.clear()
     pull(details_cache=cache, details_max_age_hours=1e-9)
-    assert fake.detail_calls == [ANNA, MINI, PHONE]
+    assert sorted(fake.detail_calls) == sorted([ANNA, MINI, PHONE])
 
 
-def test_requests_stay_within_the_hourly_budget(rsps: responses.RequestsMock,
-                                                recorded_sleeps: list[float]) -> None:
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_requests_stay_within_the_hourly_budget(rsps: responses.RequestsMock, recorded_sleeps: list[float],
+                                                concurrency: int) -> None:
     fake = FakeKandji(rsps)
     # 3 list pages + 3 details calls at a budget of 4 an hour: the 5th and 6th requests wait for the window.
-    records = pull(requests_per_hour=4)
+    records = pull(requests_per_hour=4, details_concurrency=concurrency)
     assert len(records) == 4 and len(fake.list_calls) + len(fake.detail_calls) == 6
     assert len(recorded_sleeps) == 2 and all(3590 < s <= 3600 for s in recorded_sleeps)
 
@@ -416,3 +428,51 @@ def test_a_list_page_cut_short_is_fetched_again(rsps: responses.RequestsMock, tm
     assert result.status == "success" and result.counts["devices"]["new"] == 3
     assert broken == ["2"] and len(recorded_sleeps) == 1
     assert [c["offset"] for c in fake.list_calls] == ["0", "2", "4"]
+
+
+# ------------------------------------------------------------ issue #16: details a few at a time, in order
+
+
+def test_details_requests_overlap_and_records_keep_the_list_order(rsps: responses.RequestsMock) -> None:
+    fake = FakeKandji(rsps)
+    fake.slow_details = {ANNA: 0.3}  # the first device's details answer last
+    records = pull(details_concurrency=3, page_size=300)
+    assert fake.details_answered[-1] == ANNA  # Mini's and the iPhone's details did not wait behind Anna's
+    assert [r["device_id"] for r in records[:3]] == [ANNA, MINI, PHONE] and isinstance(records[3], BadRecord)
+    for record in records[:3]:  # each joined to its own details
+        assert record["details"]["general"]["device_id"] == record["device_id"]
+
+
+def test_settings_bound_the_details_concurrency() -> None:
+    assert KandjiSettings.model_validate(SETTINGS).details_concurrency == 4
+    for bad in (0, 17):
+        with pytest.raises(ValueError, match="details_concurrency"):
+            KandjiSettings.model_validate({**SETTINGS, "details_concurrency": bad})
+    description = KandjiSettings.model_fields["details_concurrency"].description or ""
+    assert "10,000 requests/hour" in description
+
+
+def outcome(rsps: responses.RequestsMock, tmp_path: Path, concurrency: int) -> dict[str, Any]:
+    """What a first run and a second run with one device's details failing leave behind."""
+    fake = FakeKandji(rsps)
+    settings = settings_for(tmp_path, details_concurrency=concurrency, page_size=300)
+    first = run(settings, full=True)
+    store = Store.open(settings.store.url)
+    with store.begin() as repo:
+        quarantined = [(row[4], row[5]) for row in repo.quarantine.list_quarantine(first.run_id)]
+    store.close()
+    fake.failing_details.add(MINI)
+    with pytest.raises(SyncFailed) as failed:
+        run(settings, full=True)
+    return {"first": (first.status, first.counts["devices"]), "quarantined": quarantined,
+            "error": str(failed.value), "after": store_counts(settings)}
+
+
+def test_a_failing_details_request_ends_the_run_as_it_does_one_at_a_time(tmp_path: Path) -> None:
+    results = []
+    for concurrency in (1, 4):
+        with record_sleeps(), responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+            results.append(outcome(rsps, tmp_path / str(concurrency), concurrency))
+    assert results[0] == results[1]
+    assert results[0]["first"][1]["quarantined"] == 1 and results[0]["after"]["missing_records"] == 0
+    assert f"gave up on GET {API}/api/v1/devices/{MINI}/details after 5 attempts" in results[0]["error"]
