@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from itam_sync.engine.registry import Registry  # noqa: E402
 from itam_sync.engine.runner import merge_pending, run_connector  # noqa: E402
+from itam_sync.engine.workers import WorkerPool, default_workers  # noqa: E402
 from itam_sync.settings import (  # noqa: E402
     ConnectorConfig,
     EntityPrecedence,
@@ -109,7 +110,7 @@ def write_sources(d: Path, n: int, version: int, changed: set[int]) -> None:
                 fh.write("\n")
 
 
-def settings_for(d: Path, store_url: str | None = None) -> Settings:
+def settings_for(d: Path, store_url: str | None = None, workers: int | None = None) -> Settings:
     streams = {"mdm": "devices", "edr": "hosts", "procurement": "orders", "idp": "devices"}
     # The demo's precedence shape: device sources first, procurement owns what was bought and for how much.
     procurement = FieldRuleConfig(order=["procurement"])
@@ -120,7 +121,7 @@ def settings_for(d: Path, store_url: str | None = None) -> Settings:
         "last_seen": FieldRuleConfig(strategy="latest")}))
     return Settings(
         store=StoreConfig(url=store_url or f"sqlite:///{d / 'bench.db'}"),
-        sync=SyncConfig(batch_size=5000),
+        sync=SyncConfig(batch_size=5000, workers=workers),
         precedence=precedence,
         connectors=[ConnectorConfig(name=s, type="jsonl", mapping=str(ROOT / "bench" / "mappings" / f"{s}.yaml"),
                                     settings={"path": str(d / f"{s}.jsonl"), "stream": streams[s]})
@@ -132,10 +133,11 @@ def sync_all(settings: Settings, full: bool) -> float:
     registry = Registry()
     store = Store.open(settings.store.url)
     t0 = time.perf_counter()
-    for c in settings.connectors:
-        res = run_connector(settings, c.name, full=full, store=store, registry=registry, merge=False)
-        assert res.status == "success", res.message
-    merge_pending(settings, store)
+    with WorkerPool(settings.sync.workers) as pool:  # one pool for every connector and the merge, as the CLI
+        for c in settings.connectors:
+            res = run_connector(settings, c.name, full=full, store=store, registry=registry, merge=False, pool=pool)
+            assert res.status == "success", res.message
+        merge_pending(settings, store, pool=pool)
     elapsed = time.perf_counter() - t0
     store.close()
     return elapsed
@@ -203,6 +205,8 @@ def main() -> None:
                     help="run on this store instead of a temp SQLite file: the URL of an EMPTY database, e.g. "
                          "postgresql+psycopg://user@/bench?host=/run/postgresql, or `postgres` to start a "
                          "throwaway PostgreSQL server (needs initdb; see bench/throwaway_pg.py)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="worker processes for per-record work (default: sync.workers' default, one per core)")
     args = ap.parse_args()
     if args.store_url == "postgres":
         from throwaway_pg import throwaway_postgres
@@ -225,7 +229,7 @@ def run_bench(args: argparse.Namespace, store_url: str | None) -> None:
             if repo.runs.list_runs(1):
                 raise SystemExit(f"{store_url}: the database is not empty; give the benchmark an empty one")
     write_sources(d, n, 0, set())
-    settings = settings_for(d, store_url)
+    settings = settings_for(d, store_url, args.workers)
     gc.collect()
     full_s = sync_all(settings, full=True)
     noop_s = sync_all(settings, full=True)
@@ -251,7 +255,7 @@ def run_bench(args: argparse.Namespace, store_url: str | None) -> None:
               "noop_pct_of_full": round(100 * noop_s / full_s, 1),
               "change_pct_of_full": round(100 * change_s / full_s, 1),
               "peak_rss_mb": round(peak_rss_mb), "floor_s": round(floor_s, 2), "assets": assets,
-              "conflicts": conflicts, "merge_log_rows": log_rows}
+              "conflicts": conflicts, "merge_log_rows": log_rows, "workers": settings.sync.workers or default_workers()}
     width = max(map(len, result))
     print("itam-sync bench_merge")
     for k, v in result.items():

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from itam_sync import sandbox  # noqa: E402
 from itam_sync.engine.registry import Registry  # noqa: E402
 from itam_sync.engine.runner import build_connector, merge_pending, run_connector  # noqa: E402
+from itam_sync.engine.workers import WorkerPool  # noqa: E402
 from itam_sync.sdk.connector import BadRecord, StreamState  # noqa: E402
 from itam_sync.settings import load_settings  # noqa: E402
 from itam_sync.store import Store  # noqa: E402
@@ -56,12 +57,20 @@ def _requests(sb: sandbox.SandboxHandle) -> int:
 
 def sync_pass(settings: Any, store: Store, registry: Registry, sb: sandbox.SandboxHandle, full: bool
               ) -> tuple[dict[str, dict[str, float]], float]:
-    """Run every connector once (staging only), then merge; per-connector figures and the merge time."""
+    """Run every connector once (staging only), then merge, with one worker pool as `itam-sync run` does;
+    per-connector figures and the merge time."""
+    with WorkerPool(settings.sync.workers) as pool:
+        return _sync_pass(settings, store, registry, sb, full, pool)
+
+
+def _sync_pass(settings: Any, store: Store, registry: Registry, sb: sandbox.SandboxHandle, full: bool,
+               pool: WorkerPool) -> tuple[dict[str, dict[str, float]], float]:
     per: dict[str, dict[str, float]] = {}
     for conn in settings.connectors:
         before = _requests(sb)
         t0 = time.perf_counter()
-        result = run_connector(settings, conn.name, full=full, store=store, registry=registry, merge=False)
+        result = run_connector(settings, conn.name, full=full, store=store, registry=registry, merge=False,
+                               pool=pool)
         seconds = time.perf_counter() - t0
         seen = sum(v.get("seen", 0) for k, v in result.counts.items() if not k.startswith("_"))
         per[conn.name] = {"records": seen, "seconds": seconds, "requests": _requests(sb) - before,
@@ -69,7 +78,7 @@ def sync_pass(settings: Any, store: Store, registry: Registry, sb: sandbox.Sandb
         if result.status != "success":
             print(f"warning: {conn.name}: {result.status}: {result.message}", file=sys.stderr)
     t0 = time.perf_counter()
-    merge_pending(settings, store)
+    merge_pending(settings, store, pool=pool)
     return per, time.perf_counter() - t0
 
 

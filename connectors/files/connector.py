@@ -75,6 +75,7 @@ class FileStream(Stream):
     """All records of the configured file(s)."""
 
     name = "records"
+    json_records = True  # JSON/JSONL values and CSV text
 
     def __init__(self, connector: FileConnector) -> None:
         super().__init__(connector)

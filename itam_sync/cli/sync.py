@@ -31,6 +31,7 @@ from itam_sync.cli.common import (
 from itam_sync.engine.operations import OperationError
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import RunResult, SyncFailed, merge_pending, run_connector
+from itam_sync.engine.workers import WorkerPool
 from itam_sync.insight.reports import keep_kpi_snapshot
 from itam_sync.settings import ConfigError, load_settings
 
@@ -150,9 +151,11 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
     failed: list[str] = []
     # JSON logs share stderr with the progress display: machines get the log lines only.
     show = not quiet and console.is_terminal and flags.get("log_format") != "json"
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
-                  TextColumn("{task.fields[pages]}"), TextColumn("{task.fields[waits]}"), TimeElapsedColumn(),
-                  console=console, disable=not show) as progress:
+    # One pool of worker processes for every connector and the merge (started only by a big enough run).
+    with WorkerPool(settings.sync.workers) as pool, Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} records"),
+            TextColumn("{task.fields[pages]}"), TextColumn("{task.fields[waits]}"), TimeElapsedColumn(),
+            console=console, disable=not show) as progress:
         tasks: dict[str, Any] = {}
         http: dict[str, list[float]] = {}  # conn/stream -> [pages, rate-limit waits, seconds waited]
 
@@ -185,7 +188,7 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
                 results.append(run_connector(settings, n, full=full, allow_shrink=allow_shrink, store=store,
                                              registry=registry, progress=on_progress, merge=False,
                                              lease_wait=0 if no_wait else None, on_lease_wait=on_lease_wait,
-                                             on_http=on_http, accept_drops=accept_drops))
+                                             on_http=on_http, accept_drops=accept_drops, pool=pool))
             except ConnectorBusy as exc:
                 console.print(f"[red]busy:[/red] {exc}")
                 failed.append(n)
@@ -195,7 +198,7 @@ def run(config_path: str, connectors: tuple[str, ...], full: bool, allow_shrink:
         # One merge after every connector staged: an entity seen by several sources is merged once.
         merge_task = progress.add_task("merging golden records", total=None, pages="", waits="")
         # --no-wait holds for the merge too: a locked store must end the run with an error, not hang it.
-        merged = merge_pending(settings, store, lease_wait=0 if no_wait else None,
+        merged = merge_pending(settings, store, lease_wait=0 if no_wait else None, pool=pool,
                                on_lease_wait=lambda h: console.print(
                                    f"[yellow]waiting:[/yellow] another process is merging ({h.describe()})"))
         progress.update(merge_task, completed=merged.entities)

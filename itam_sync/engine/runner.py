@@ -26,11 +26,13 @@ from pydantic import ValidationError
 from itam_sync import clock
 from itam_sync.engine.contracts import StreamTracker, evaluate
 from itam_sync.engine.identity import IdentityPolicy
+from itam_sync.engine.mapwork import Mapped, MapSpec, StreamMapper
 from itam_sync.engine.merge.apply import MergeStats, apply_merge
 from itam_sync.engine.merge.rules import Rules, iso
 from itam_sync.engine.quarantine import place, record_quarantine
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.resolution import RecordToResolve, Resolver, connector_key_kinds
+from itam_sync.engine.workers import WorkerPool
 from itam_sync.mapping.engine import MappingError
 from itam_sync.mapping.loader import load_mapping
 from itam_sync.model.canonical import EntityType
@@ -43,7 +45,7 @@ from itam_sync.settings.redaction import redact
 from itam_sync.store import Store
 from itam_sync.store.leases import MERGE_LEASE, Lease, LeaseBusy, LeaseInfo, connector_lease
 from itam_sync.store.repos import Repos
-from itam_sync.store.repos.base import dumps, dumps_bytes
+from itam_sync.store.repos.base import dumps_bytes
 
 log = logging.getLogger(__name__)
 Indexed = tuple[int, str, int | None, bool, str]  # a staged record: id, hash, entity, missing, filled fields
@@ -204,10 +206,9 @@ class _Staging:
             self._eids = self.repo.db.allocate_ids("entities", self.batch)[::-1]
         return self._eids.pop()
 
-    def add(self, stream: str, key: str, digest: str, raw_json: str, entity: EntityType, fields: dict[str, Any],
-            observed_at: str | None, existing: Indexed | None, filled: str) -> str:
-        keys = self.policy.match_keys(entity, fields)
-        fields_json, keys_json = dumps(fields), dumps(keys)
+    def add(self, stream: str, key: str, digest: str, raw_json: str, entity: EntityType, fields_json: str,
+            keys: list[str], keys_json: str, observed_at: str | None, existing: Indexed | None, filled: str) -> str:
+        """Stage one mapped record (new, changed or back); resolves and writes the batch when it is full."""
         if existing is None:
             rid = self._next_id()
             self.new_rows.append((rid, self.connector, stream, key, entity.value, digest, raw_json, fields_json,
@@ -268,7 +269,7 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
                   lease: Lease | None = None, lease_wait: float | None = None,
                   on_lease_wait: Callable[[LeaseInfo], None] | None = None,
                   cancel: threading.Event | None = None, on_http: HttpProgress | None = None,
-                  accept_drops: bool = False) -> RunResult:
+                  accept_drops: bool = False, pool: WorkerPool | None = None) -> RunResult:
     """Run one sync of connector `name`. Raises SyncFailed (with the run recorded as failed) on error.
 
     Staging (pull, map, stage, identity, missing marks, cursor) commits as one transaction that also queues
@@ -287,17 +288,23 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
     A run whose data breaks a contract (itam_sync/engine/contracts.py: a mapped source path absent from every
     record, a fill rate that dropped, a stream not read to its end) is staged but ends `degraded`, with the
     reasons in `RunResult.warnings`; `accept_drops` takes this full run's fill rates as the new normal.
+
+    New and changed records are mapped on `pool` (engine/mapwork.py; default: a pool of `sync.workers`
+    processes for this run, started only if it maps `sync.parallel_min` records); the result is the same.
     """
     registry = registry or Registry()
     conn_cfg = settings.connector(name)
     if not conn_cfg.enabled:
         raise ConfigError([f"connector {name!r} is disabled in the config (set enabled: true to run it)"])
     cls = registry.get(conn_cfg.type)
-    mapping = load_mapping(settings.mapping_path(conn_cfg, cls.mapping_name()))
+    mapping_path = str(settings.mapping_path(conn_cfg, cls.mapping_name()))
+    mapping = load_mapping(mapping_path)
     policy = IdentityPolicy.from_config(settings.identity, connector_key_kinds(settings, registry))
     own_store = store is None
     store = store or Store.open(settings.store.url)
     own_lease = lease is None
+    own_pool = pool is None
+    pool = pool or WorkerPool(settings.sync.workers)
     try:
         if lease is None:
             lease = Lease(store, connector_lease(name), settings.service.lease_ttl_s)
@@ -310,14 +317,16 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
                                     exc.info) from None
             lease.start_renewal()
         try:
-            result = _run_staging(settings, conn_cfg, store, registry, mapping, policy, full, allow_shrink,
-                                  progress, actor, lease, cancel, on_http, accept_drops)
+            result = _run_staging(settings, conn_cfg, store, registry, (mapping, mapping_path, pool), policy, full,
+                                  allow_shrink, progress, actor, lease, cancel, on_http, accept_drops)
         finally:
             if own_lease:
                 lease.release()
+            if own_pool:
+                pool.close()
         if merge:
             try:
-                merge_pending(settings, store, actor=actor)
+                merge_pending(settings, store, actor=actor, pool=None if own_pool else pool)
             except Exception as exc:
                 # The staged data and the queue are committed; the next run or `itam-sync merge` retries the merge.
                 raise SyncFailed(f"sync of {name!r} staged (run {result.run_id}) but the merge failed: "
@@ -329,8 +338,9 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
             store.close()
 
 
-def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, registry: Registry, mapping: Any,
-                 policy: IdentityPolicy, full: bool, allow_shrink: bool, progress: Progress | None,
+def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, registry: Registry,
+                 mapping: tuple[Any, str, WorkerPool], policy: IdentityPolicy, full: bool, allow_shrink: bool,
+                 progress: Progress | None,
                  actor: str | None, lease: Lease, cancel: threading.Event | None,
                  on_http: HttpProgress | None, accept_drops: bool = False) -> RunResult:
     """The staging transaction of one run, under the connector's lease (held by the caller)."""
@@ -391,13 +401,15 @@ def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, re
 
 def merge_pending(settings: Settings, store: Store, actor: str | None = None, *, lease_wait: float | None = None,
                   on_lease_wait: Callable[[LeaseInfo], None] | None = None,
-                  stop: threading.Event | None = None) -> MergeStats:
+                  stop: threading.Event | None = None, pool: WorkerPool | None = None) -> MergeStats:
     """Merge every queued (dirty) entity and entities whose overrides expired: golden records + merge log.
 
     Holds the `merge` lease (waiting up to `lease_wait` seconds, None: as long as it takes), so merging never
     runs twice at once across workers; a worker that waited then finds the queue drained and merges nothing.
     """
     lease = Lease(store, MERGE_LEASE, settings.service.lease_ttl_s)
+    own_pool = pool is None
+    pool = pool or WorkerPool(settings.sync.workers)
     try:
         lease.acquire(lease_wait, on_lease_wait, stop)
     except LeaseBusy as exc:
@@ -423,6 +435,8 @@ def merge_pending(settings: Settings, store: Store, actor: str | None = None, *,
         return stats
     finally:
         lease.release()
+        if own_pool:
+            pool.close()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -445,24 +459,29 @@ def _advice(exc: BaseException) -> str:
     return " -- nothing was changed and the next run retries; if it persists, try `itam-sync check --connector NAME`"
 
 
-def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector: Connector, mapping: Any,
-          policy: IdentityPolicy, run_id: int, full: bool, allow_shrink: bool, counts: dict[str, Any],
+def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector: Connector,
+          mapping_work: tuple[Any, str, WorkerPool], policy: IdentityPolicy, run_id: int, full: bool,
+          allow_shrink: bool, counts: dict[str, Any],
           track: _Track, at: str, actor: str | None, locked: bool = True, *, warnings: list[str] | None = None,
           accept_drops: bool = False) -> tuple[str, str]:
     name = conn_cfg.name
+    mapping, mapping_path, pool = mapping_work
+    parallel_min = settings.sync.parallel_min
     progress = track.progress
     cancel = track.cancel
     warnings = [] if warnings is None else warnings
     cursors = {} if full else repo.runs.get_cursors(name)
     stage = _Staging(repo, name, run_id, policy, settings.sync.batch_size, at, locked=locked)
     new_cursors: dict[str, Any] = {}
-    quarantined: list[tuple[Any, ...]] = []
+    quarantined: list[tuple[tuple[int, int], tuple[Any, ...]]] = []  # ((stream no, record no), row)
     open_q = repo.quarantine.open_items(name)  # usually empty: then no record pays for the look-up
     fixed: list[tuple[str, str]] = []  # quarantined items that map again
     incomplete: dict[str, str] = {}  # stream -> why it was not read to its end
     trackers: list[StreamTracker] = []
     interned: dict[str, str] = {}
-    for stream in connector.streams():
+    # [records still mapped inline before the run may hand chunks to the workers, when to start them]
+    budget = [parallel_min, parallel_min // 2]
+    for n_stream, stream in enumerate(connector.streams()):
         smap = mapping.stream(stream.name)
         tracker = StreamTracker(smap)
         trackers.append(tracker)
@@ -478,6 +497,34 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
         filled_of = tracker.filled_of.append  # each staged record's non-empty fields, counted at the end
         watch = bool(tracker.pending)  # source paths not seen yet in this run
         bad = 0
+        mapper = StreamMapper(pool, smap, policy, sname, _spec(mapping_path, sname, policy), budget,
+                              send_json=stream.json_records)
+        in_flight = mapper.in_flight
+
+        def apply(done: Mapped, meta: tuple[Any, ...], c: dict[str, int] = c, sname: str = sname,
+                  filled_of: Callable[[str], None] = filled_of) -> None:
+            """Stage one mapped record, in the order records were read (or quarantine it)."""
+            nonlocal max_cursor
+            key, digest, raw_json, existing, cv, seq = meta
+            if isinstance(done, str):
+                c["quarantined"] += 1
+                pos = seq[2]
+                quarantined.append(((seq[0], seq[1]), (run_id, name, sname, "key:" + key, key,
+                                    pos or place(None, seq[1], "")[0], f"{done} (at {pos})" if pos else done,
+                                    raw_json, at)))
+                if existing is not None:
+                    stage.seen.add(existing[0])  # the source still has it: never mark it missing
+                return  # a quarantined record never moves the cursor (its value may be garbage)
+            etype, fields_json, keys, keys_json, observed_at, filled = done
+            filled = interned.setdefault(filled, filled)
+            filled_of(filled)
+            c[stage.add(sname, key, digest, raw_json, EntityType(etype), fields_json, keys, keys_json, observed_at,
+                        existing, filled)] += 1
+            if open_q and (sname, "key:" + key) in open_q:
+                fixed.append((sname, "key:" + key))
+            if cv is not None and (max_cursor is None or str(cv) > str(max_cursor)):
+                max_cursor = cv
+
         for raw in stream.records(state):
             c["seen"] += 1
             if progress is not None and c["seen"] % 5000 == 0:
@@ -489,9 +536,13 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
                 c["quarantined"] += 1
                 where, item = place(raw.position or stream.position(), c["seen"], raw.raw)
                 item = "key:" + raw.source_key if raw.source_key else item
-                quarantined.append((run_id, name, sname, item, raw.source_key, where, raw.reason, raw.raw, at))
+                quarantined.append(((n_stream, c["seen"]), (run_id, name, sname, item, raw.source_key, where,
+                                                            raw.reason, raw.raw, at)))
                 if raw.incomplete:
                     incomplete.setdefault(sname, raw.reason)
+                if raw.source_key in in_flight:
+                    for done in mapper.drain():
+                        apply(*done)
                 known = stage.index.get((sname, raw.source_key)) if raw.source_key else None
                 if known is not None:
                     stage.seen.add(known[0])  # the source still has it, only unreadable: never mark it missing
@@ -506,37 +557,30 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
             except MappingError as exc:
                 c["quarantined"] += 1
                 where, item = place(stream.position(), c["seen"], raw_json)
-                quarantined.append((run_id, name, sname, item, None, where, f"{exc} (at {where})", raw_json, at))
+                quarantined.append(((n_stream, c["seen"]), (run_id, name, sname, item, None, where,
+                                                            f"{exc} (at {where})", raw_json, at)))
                 continue
+            if key in in_flight:  # the same key twice in one pull: the first is staged before the second is judged
+                for done in mapper.drain():
+                    apply(*done)
             if index is None:
                 index = stage.index
             existing = index.get((sname, key))
+            cv = cursor_get(raw) if cursor_get is not None else None
             if existing is not None and existing[1] == digest and not existing[3]:
                 stage.seen.add(existing[0])
                 c["unchanged"] += 1
                 filled_of(existing[4])
-            else:
-                try:
-                    obs = smap.map(raw, sname)
-                except MappingError as exc:
-                    c["quarantined"] += 1
-                    pos = stream.position()
-                    quarantined.append((run_id, name, sname, "key:" + key, key, pos or place(None, c["seen"], "")[0],
-                                        f"{exc} (at {pos})" if pos else str(exc), raw_json, at))
-                    if existing is not None:
-                        stage.seen.add(existing[0])  # the source still has it: never mark it missing
-                    continue  # a quarantined record never moves the cursor (its value may be garbage)
-                filled = ",".join(obs.fields)
-                filled = interned.setdefault(filled, filled)
-                filled_of(filled)
-                c[stage.add(sname, key, digest, raw_json, obs.entity, obs.fields, obs.observed_at, existing,
-                            filled)] += 1
-            if open_q and (sname, "key:" + key) in open_q:
-                fixed.append((sname, "key:" + key))
-            if cursor_get is not None:
-                cv = cursor_get(raw)
+                if open_q and (sname, "key:" + key) in open_q:
+                    fixed.append((sname, "key:" + key))
                 if cv is not None and (max_cursor is None or str(cv) > str(max_cursor)):
                     max_cursor = cv
+            else:
+                for done in mapper.put(raw, raw_bytes, key, (key, digest, raw_json, existing, cv,
+                                                  (n_stream, c["seen"], stream.position()))):
+                    apply(*done)
+        for done in mapper.drain():
+            apply(*done)
         tracker.raws = c["seen"] - bad
         if progress is not None:
             progress(name, sname, c["seen"])
@@ -546,8 +590,9 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
     if cancel is not None and cancel.is_set():
         raise RunCancelled("shutting down")
     stage.flush()
-    record_quarantine(repo, name, quarantined, open_q, fixed, {t.stream for t in trackers} if full else set(),
-                      incomplete, run_id, at)
+    quarantined.sort(key=lambda q: q[0])  # in the order records were read, however mapping was spread
+    record_quarantine(repo, name, [q[1] for q in quarantined], open_q, fixed,
+                      {t.stream for t in trackers} if full else set(), incomplete, run_id, at)
     status, message = "success", ""
     missing = 0
     if full:
@@ -589,6 +634,14 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
     elif warnings:
         message = f"{message}; also: {'; '.join(warnings)}"
     return status, message
+
+
+def _spec(mapping_path: str, stream: str, policy: IdentityPolicy) -> MapSpec | None:
+    """What a worker needs to map `stream`; None (map inline) when the mapping is not a file it can read."""
+    try:
+        return MapSpec.make(mapping_path, stream, policy)
+    except OSError:
+        return None
 
 
 def _getter(path: str) -> Callable[[dict[str, Any]], Any]:

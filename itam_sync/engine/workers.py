@@ -16,6 +16,7 @@ once per worker process by `cached(spec, build)`.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 from collections import deque
@@ -34,10 +35,15 @@ _BUILT: dict[Hashable, Any] = {}
 def cached(spec: Hashable, build: Callable[[], T]) -> T:
     """The object built from `spec` in this process (built on first use)."""
     try:
-        return _BUILT[spec]  # type: ignore[no-any-return]
+        return _BUILT[spec]
     except KeyError:
         obj = _BUILT[spec] = build()
         return obj
+
+
+def _ready(module: str) -> None:
+    """A first task, so every worker process is started (and importing what the work needs) before it comes."""
+    importlib.import_module(module)
 
 
 def default_workers() -> int:
@@ -60,6 +66,11 @@ class WorkerPool:
         """Whether work runs in other processes."""
         return self.workers > 1
 
+    @property
+    def started(self) -> bool:
+        """Whether the worker processes run (then even a small run may use them: they cost nothing more)."""
+        return self._executor is not None
+
     def submit(self, fn: Callable[[T], R], arg: T) -> Future[R]:
         """Run `fn(arg)` on a worker (inline, already done, when the pool is not parallel)."""
         if not self.parallel:
@@ -69,9 +80,15 @@ class WorkerPool:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller by result(), as a worker would
                 fut.set_exception(exc)
             return fut
+        return self.start().submit(fn, arg)
+
+    def start(self, preload: str = __name__) -> ProcessPoolExecutor:
+        """Start the worker processes now, importing `preload` (in the background, while the caller goes on)."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        return self._executor.submit(fn, arg)
+            for _ in range(self.workers):
+                self._executor.submit(_ready, preload)
+        return self._executor
 
     def map_ordered(self, fn: Callable[[T], R], args: Iterable[T], ahead: int | None = None) -> Iterator[R]:
         """`fn(a)` for every `a`, in order, with up to `ahead` (default 2 per worker) chunks in flight."""

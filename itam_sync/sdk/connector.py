@@ -60,6 +60,10 @@ class Stream(ABC):
     name: ClassVar[str]
     # Dotted path into the raw record whose largest value becomes the next cursor (e.g. "lastUpdated").
     cursor_field: ClassVar[str | None] = None
+    # True when every record is a plain JSON value (what a JSON response or a JSONL/CSV line parses to): the
+    # engine may then hand a worker the record's JSON text instead of the object (engine/mapwork.py). Leave
+    # False where records carry other types (datetimes from an SDK, spreadsheet cells).
+    json_records: ClassVar[bool] = False
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector

@@ -34,6 +34,8 @@ class HttpStream(Stream):
     one instance is safe to share across runs) or a zero-argument factory such as the class itself.
     """
 
+    json_records = True  # records are parsed JSON responses
+
     path: ClassVar[str]
     paginator: ClassVar[Paginator | Callable[[], Paginator]] = Paginator()
     records_path: ClassVar[str | None] = None  # dotted path to the record list; None: the body is the list
