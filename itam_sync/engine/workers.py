@@ -6,8 +6,9 @@ exactly what it would have computed itself: a run with 1 worker or N gives the s
 (tests/engine/test_workers.py compares the full export).
 
 `WorkerPool(n)` with n <= 1 computes inline (no processes). With n > 1 the processes start on the first
-chunk sent (spawned, not forked: the writer holds a database connection and threads), so a small run never
-pays for them; callers send work to the pool only when a run is big enough (`SyncConfig.parallel_min`).
+chunk sent (forked from a clean fork server, never from the writer, which holds a database connection and
+threads), so a small run never pays for them; callers send work to the pool only when a run is big enough
+(`SyncConfig.parallel_min`).
 
 Work functions are top-level functions taking one picklable argument. What they need that is costly to
 build (a loaded mapping, an identity policy, merge rules) is passed as a small picklable *spec* and built
@@ -41,6 +42,21 @@ def cached(spec: Hashable, build: Callable[[], T]) -> T:
         return obj
 
 
+# What every worker needs, imported once by the fork server: its workers start with it in memory.
+PRELOAD = ["itam_sync.engine.mapwork", "itam_sync.engine.merge.decide"]
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers are forked from a fork server (a clean process started once, holding no connection, thread
+    or lock of the writer's), so they start in milliseconds with the work's modules already imported and
+    never re-import the writer's main module. Where there is no fork server (Windows): spawned."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
 def _ready(module: str) -> None:
     """A first task, so every worker process is started (and importing what the work needs) before it comes."""
     importlib.import_module(module)
@@ -60,6 +76,7 @@ class WorkerPool:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = default_workers() if workers is None else max(1, workers)
         self._executor: ProcessPoolExecutor | None = None
+        self.sent = 0  # tasks handed to the processes
 
     @property
     def parallel(self) -> bool:
@@ -80,12 +97,13 @@ class WorkerPool:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller by result(), as a worker would
                 fut.set_exception(exc)
             return fut
+        self.sent += 1
         return self.start().submit(fn, arg)
 
     def start(self, preload: str = __name__) -> ProcessPoolExecutor:
         """Start the worker processes now, importing `preload` (in the background, while the caller goes on)."""
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=_context())
             for _ in range(self.workers):
                 self._executor.submit(_ready, preload)
         return self._executor
