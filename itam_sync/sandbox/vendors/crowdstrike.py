@@ -153,6 +153,9 @@ def host_record(pop: Population, k: int) -> dict[str, Any]:
         "chassis_type_desc": _CHASSIS.get(d.kind, "Other"), "mac_address": dash(d.mac),
         "connection_mac_address": dash(d.dock_mac or (DOCK_MAC if d.dock else d.mac), upper=True),
         "local_ip": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", "external_ip": "198.51.100.24",
+        # DeviceSwagger's connection_ip: the address the sensor reaches the cloud from (the local one here,
+        # as in the recorded fixture).
+        "connection_ip": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}",
         "first_seen": iso(d.enrolled), "last_seen": iso(ts), "modified_timestamp": iso(ts), "status": "normal",
         "last_login_user": f"CORP\\{pop.people[owner].email.split('@')[0]}" if owner >= 0 else None,
         "machine_domain": "corp.example.com" if d.platform == "windows" else None,

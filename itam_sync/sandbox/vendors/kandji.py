@@ -2,7 +2,9 @@
 
 Bearer API token (static); `GET /api/v1/devices` is a bare JSON array paged by `limit` (at most 300) and
 `offset`, optionally `ordering=-last_check_in` (newest first: what incremental runs use);
-`GET /api/v1/devices/{id}/details` holds the MACs, UDID and IMEI (404 for an unknown device). Flags come as
+`GET /api/v1/devices/{id}/details` holds the MACs, UDID and IMEI (404 for an unknown device): a Mac's
+`network` section has `mac_address`, host name and IP addresses, an iPhone's or iPad's `wifi_mac` and
+`bluetooth_mac` instead (the shapes of tests/connectors/kandji/fixtures/details.json). Flags come as
 booleans or "True"/"False" strings, as they do from the real API; a rare device has no device_id.
 """
 
@@ -85,6 +87,15 @@ def device(pop: Population, i: int) -> dict[str, Any]:
         "tags": []}
 
 
+def _network(d: Any, i: int) -> dict[str, Any]:
+    """A Mac reports its primary interface; a mobile device its Wi-Fi and Bluetooth MACs (never mapped)."""
+    if d.platform in ("ios", "ipados"):
+        bluetooth = f"{d.mac[:10]}{(int(d.mac[10:], 16) + 1) % 256:02x}"
+        return {"wifi_mac": colon(d.mac), "bluetooth_mac": colon(bluetooth), "voice_roaming_enabled": False}
+    return {"local_hostname": f"{d.hostname}.local", "mac_address": colon(d.mac, upper=True),
+            "ip_address": f"192.168.{i // 256 % 256}.{i % 256}"}
+
+
 def details(req: Request, sb: Sandbox) -> Response:
     if not _authorized(req):
         return _denied()
@@ -102,8 +113,7 @@ def details(req: Request, sb: Sandbox) -> Response:
             "kandji_agent": {"agent_installed": "True" if d.platform == "mac" else "False"},
             "hardware_overview": {"model_name": d.model.split(" (")[0], "serial_number": d.serial,
                                   "udid": d.udid.lower()},
-            "network": {"local_hostname": f"{d.hostname}.local", "mac_address": colon(d.mac, upper=True),
-                        "ip_address": f"192.168.{i // 256 % 256}.{i % 256}"},
+            "network": _network(d, i),
             "filevault": {"filevault_enabled": True}, "volumes": [], "installed_profiles": []}
         if d.imei:
             body["cellular"] = {"imei": d.imei}
