@@ -425,7 +425,8 @@ def merge_pending(settings: Settings, store: Store, actor: str | None = None, *,
                 return MergeStats()
             run_id = repo.runs.create_run("(merge)", "merge", "merge", at, os.getpid(), socket.gethostname())
             rules = Rules(settings.precedence, settings.connector_types(), clock.now())
-            stats = apply_merge(repo, ids + expired, rules, run_id, at, actor=actor)
+            stats = apply_merge(repo, ids + expired, rules, run_id, at, actor=actor, pool=pool,
+                                parallel_min=settings.sync.parallel_min)
             repo.entities.clear_dirty(ids)
             if not repo.leases.lease_held(lease.name, lease.holder):
                 raise LeaseLost("lost the merge lease to another worker while merging; nothing was kept, the queue "
