@@ -42,11 +42,22 @@ from itam_sync.store.repos.identity import IdentityRepo
 
 DEFAULT_MAX_KEYS = 200_000
 NOBODY: frozenset[int] = frozenset()
+# What the index holds per key: the one entity holding it (most keys: an int costs a quarter of a frozenset), or
+# the entities holding it, none (known absent) or several.
+Held = int | frozenset[int]
+
+
+def _entities(v: Held) -> frozenset[int]:
+    return frozenset((v,)) if isinstance(v, int) else v
+
+
+def _held(entities: Set[int]) -> Held:
+    return next(iter(entities)) if len(entities) == 1 else frozenset(entities)
 
 
 @dataclass(slots=True)
 class _TypeIndex:
-    held: dict[str, frozenset[int]] = field(default_factory=dict)  # key -> entities (empty: nobody)
+    held: dict[str, Held] = field(default_factory=dict)
     complete: bool = False  # every key not in `held` is held by nobody
 
 
@@ -81,13 +92,18 @@ class KeyIndex:
         held, complete = ti.held, ti.complete
         out: dict[str, frozenset[int]] = {}
         need: list[str] = []
+        asked = 0
         for k in keys:
+            asked += 1
             have = held.get(k)
             if have is None:
                 if not complete:
                     need.append(k)
+            elif isinstance(have, int):
+                out[k] = frozenset((have,))
             elif have:
                 out[k] = have
+        self.stats.hits += asked - len(need)
         self.stats.misses += len(need)
         if not need:
             return out
@@ -95,11 +111,10 @@ class KeyIndex:
         room = self.max_keys - self.size
         for k in need:
             got = found.get(k)
-            e = NOBODY if got is None else frozenset(got)
-            if e:
-                out[k] = e
+            if got:
+                out[k] = frozenset(got)
             if room > 0 and k not in held:  # `need` may name a key twice
-                held[k] = e
+                held[k] = NOBODY if got is None else _held(got)
                 room -= 1
                 self.size += 1
         return out
@@ -114,16 +129,15 @@ class KeyIndex:
         held = ti.held
         for k, e in remove:
             have = held.get(k)
-            if have is not None and e in have:
-                held[k] = have - {e}
+            if have is not None:
+                held[k] = _held(_entities(have) - {e})
         for k, e in add:
             have = held.get(k)
             if have is not None:
-                if e not in have:
-                    held[k] = have | {e}
+                held[k] = _held(_entities(have) | {e})
             elif ti.complete:
                 if self.size < self.max_keys:
-                    held[k] = frozenset((e,))
+                    held[k] = e
                     self.size += 1
                 else:  # the key cannot be held: "absent unless held" would be wrong for it
                     ti.complete = False
