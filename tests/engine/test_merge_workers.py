@@ -135,8 +135,13 @@ def pools() -> Iterator[tuple[WorkerPool, WorkerPool]]:
         yield one, two
 
 
-def test_workers_write_what_inline_writes(tmp_path: Path, frozen_clock: clock.Clock,
-                                          pools: tuple[WorkerPool, WorkerPool]) -> None:
+@pytest.mark.parametrize("help_while_starting", [False, True], ids=["workers-only", "writer-helps"])
+def test_workers_write_what_inline_writes(tmp_path: Path, frozen_clock: clock.Clock, monkeypatch: pytest.MonkeyPatch,
+                                          pools: tuple[WorkerPool, WorkerPool], help_while_starting: bool) -> None:
+    # workers-only: every batch is decided in a worker. writer-helps (the default): the writer decides batches
+    # itself until a worker is up, so which process decides which batch varies, and the rows must not.
+    monkeypatch.setattr(apply_module, "HELP_WHILE_STARTING", help_while_starting)
+    monkeypatch.setattr(apply_module, "BATCH", 30)
     one, two = pools
     (store1, ids, records), (store2, ids2, _) = _build(tmp_path / "one.db"), _build(tmp_path / "two.db")
     assert ids == ids2
@@ -179,6 +184,7 @@ def test_a_worker_error_keeps_nothing(tmp_path: Path, frozen_clock: clock.Clock,
         con.execute("UPDATE source_records SET fields='{\"hostname\": ' WHERE id=?", (records[("edr", 200)],))
     before = _tables(tmp_path / "s.db")
     monkeypatch.setattr(apply_module, "BATCH", 20)  # earlier batches are written before the bad one is decided
+    monkeypatch.setattr(apply_module, "HELP_WHILE_STARTING", False)  # the bad batch is decided in a worker
     with WorkerPool(2) as pool, pytest.raises(MergeInputError) as err:
         _merge(store, ids, pool)
     assert f"source record {records[('edr', 200)]} of connector 'edr' (entity {ids[200]})" in str(err.value)

@@ -12,9 +12,10 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
-from itam_sync.engine.merge.decide import Batch, Outcome, PassContext, decide_batch, decide_job
+from itam_sync.engine.merge.decide import Batch, Outcome, PassContext, decide_batch, decide_job, warm_up
 from itam_sync.engine.merge.rules import Rules
 from itam_sync.engine.workers import WorkerPool
 from itam_sync.store.repos import Repos
@@ -22,6 +23,7 @@ from itam_sync.store.repos import Repos
 log = logging.getLogger(__name__)
 BATCH = 1000
 PARALLEL_MIN = 5000  # SyncConfig.parallel_min's default: fewer entities are merged without the workers
+HELP_WHILE_STARTING = True  # the writer decides batches itself until a worker is up (tests turn it off)
 
 
 @dataclass
@@ -58,14 +60,26 @@ def apply_merge(repo: Repos, entity_ids: list[int], rules: Rules, run_id: int | 
     outcomes: Iterator[Outcome]
     if pool is not None and pool.parallel and len(ids) >= parallel_min:
         ctx = PassContext(rules.spec(), run_id, at, actor, dry_run, examples)
-        # A generator: map_ordered reads the next batches as it sends them, between the writes below.
-        outcomes = pool.map_ordered(decide_job, ((ctx, b) for b in batches))
+        outcomes = _pipelined(pool, batches, rules, ctx)
     else:
         ctx = PassContext(None, run_id, at, actor, dry_run, examples)
         outcomes = (decide_batch(b, rules, ctx) for b in batches)
     for out in outcomes:
         _write(repo, out, stats, dry_run, examples)
     return stats
+
+
+def _pipelined(pool: WorkerPool, batches: Iterator[Batch], rules: Rules, ctx: PassContext) -> Iterator[Outcome]:
+    """Every batch decided, in order: by the pool's workers, except that while they start (spawning and
+    importing takes about a second) the writer decides the first batches itself instead of waiting."""
+    up = [pool.submit(warm_up, ctx.rules) for _ in range(pool.workers)]  # one each: every process starts now
+    for batch in batches:
+        if not HELP_WHILE_STARTING or any(f.done() for f in up):
+            # `batches` is a generator: map_ordered reads the next batches as it sends them, between the
+            # writer's writes of the batches that came back.
+            yield from pool.map_ordered(decide_job, ((ctx, b) for b in chain([batch], batches)))
+            return
+        yield decide_batch(batch, rules, ctx)
 
 
 def _read(repo: Repos, chunk: list[int], at: str) -> Batch:
