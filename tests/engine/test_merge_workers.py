@@ -146,9 +146,9 @@ def test_workers_write_what_inline_writes(tmp_path: Path, frozen_clock: clock.Cl
     (store1, ids, records), (store2, ids2, _) = _build(tmp_path / "one.db"), _build(tmp_path / "two.db")
     assert ids == ids2
     first = _stats(_merge(store1, ids, one)), _stats(_merge(store2, ids, two))
-    assert one.sent == 0 and two.sent >= 2  # a warm-up per process, then (workers-only) every batch
-    if not help_while_starting:
-        assert two.sent == 2 + -(-N // 30)
+    # workers-only: every batch went to the processes; writer-helps: a warm-up task per process, then the batches
+    # left when one is up (how many varies with how fast the processes start)
+    assert one.sent == 0 and (two.sent >= 2 if help_while_starting else two.sent == N // 30)
     assert first[0] == first[1]
     after_first = _tables(tmp_path / "one.db")
     assert after_first == _tables(tmp_path / "two.db")

@@ -9,8 +9,10 @@ order, so the rows are the same with 1 worker or N.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -23,7 +25,7 @@ from itam_sync.store.repos import Repos
 log = logging.getLogger(__name__)
 BATCH = 1000
 PARALLEL_MIN = 5000  # SyncConfig.parallel_min's default: fewer entities are merged without the workers
-HELP_WHILE_STARTING = True  # the writer decides batches itself until a worker is up (tests turn it off)
+HELP_WHILE_STARTING = True  # the writer decides batches itself while the workers start (tests turn it off)
 
 
 @dataclass
@@ -70,16 +72,32 @@ def apply_merge(repo: Repos, entity_ids: list[int], rules: Rules, run_id: int | 
 
 
 def _pipelined(pool: WorkerPool, batches: Iterator[Batch], rules: Rules, ctx: PassContext) -> Iterator[Outcome]:
-    """Every batch decided, in order: by the pool's workers, except that while they start (spawning and
-    importing takes about a second) the writer decides the first batches itself instead of waiting."""
-    up = [pool.submit(warm_up, ctx.rules) for _ in range(pool.workers)]  # one each: every process starts now
-    for batch in batches:
-        if not HELP_WHILE_STARTING or any(f.done() for f in up):
-            # `batches` is a generator: map_ordered reads the next batches as it sends them, between the
-            # writer's writes of the batches that came back.
-            yield from pool.map_ordered(decide_job, ((ctx, b) for b in chain([batch], batches)))
-            return
-        yield decide_batch(batch, rules, ctx)
+    """Every batch decided, in order, by the pool's workers; `batches` is a generator, so map_ordered reads the
+    next batches as it sends them, between the writer's writes of the batches that came back.
+
+    Starting the processes blocks for a moment (the fork server imports the work's modules first): when the
+    pool is not running yet, a thread starts it while the writer decides the first batches itself."""
+    if pool.started or not HELP_WHILE_STARTING:
+        yield from pool.map_ordered(decide_job, ((ctx, b) for b in batches))
+        return
+    up: list[Future[None]] = []
+    starter = threading.Thread(target=_start, args=(pool, ctx, up), name="merge-workers-start", daemon=True)
+    starter.start()
+    try:
+        for batch in batches:
+            if not starter.is_alive() and (len(up) < pool.workers or any(f.done() for f in up)):
+                # A worker is up (or starting failed: then sending raises the reason here).
+                yield from pool.map_ordered(decide_job, ((ctx, b) for b in chain([batch], batches)))
+                return
+            yield decide_batch(batch, rules, ctx)
+    finally:
+        starter.join()  # the caller may close the pool next: never while it is starting
+
+
+def _start(pool: WorkerPool, ctx: PassContext, up: list[Future[None]]) -> None:
+    """Start the pool's processes, one warm-up task each (it builds the pass's rules there)."""
+    for _ in range(pool.workers):
+        up.append(pool.submit(warm_up, ctx.rules))
 
 
 def _read(repo: Repos, chunk: list[int], at: str) -> Batch:
