@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
-from itam_sync.engine.merge.decide import Batch, Outcome, PassContext, decide_batch, decide_job, warm_up
+from itam_sync.engine.merge.decide import Batch, Outcome, PassContext, decide_batch, decide_job
 from itam_sync.engine.merge.rules import Rules
 from itam_sync.engine.workers import WorkerPool
 from itam_sync.store.repos import Repos
@@ -25,7 +24,7 @@ from itam_sync.store.repos import Repos
 log = logging.getLogger(__name__)
 BATCH = 1000
 PARALLEL_MIN = 5000  # SyncConfig.parallel_min's default: fewer entities are merged without the workers
-HELP_WHILE_STARTING = True  # the writer decides batches itself while the workers start (tests turn it off)
+WRITER_HELPS = True  # the writer decides batches itself while the workers start or are all busy
 
 
 @dataclass
@@ -72,32 +71,72 @@ def apply_merge(repo: Repos, entity_ids: list[int], rules: Rules, run_id: int | 
 
 
 def _pipelined(pool: WorkerPool, batches: Iterator[Batch], rules: Rules, ctx: PassContext) -> Iterator[Outcome]:
-    """Every batch decided, in order, by the pool's workers; `batches` is a generator, so map_ordered reads the
-    next batches as it sends them, between the writer's writes of the batches that came back.
+    """Every batch decided, in order: sent to the pool's workers, up to 2 per worker in flight, while the writer
+    writes what came back; `batches` is a generator, so the next batches are read between those writes.
 
-    Starting the processes blocks for a moment (the fork server imports the work's modules first): when the
-    pool is not running yet, a thread starts it while the writer decides the first batches itself."""
-    if pool.started or not HELP_WHILE_STARTING:
+    The writer never idles while it could decide: while the processes start (the fork server imports the work's
+    modules first, so a thread starts them) or while every worker is busy and the oldest batch is not back, it
+    decides the next batch itself (as long as it holds no more than 2 windows of batches). Outcomes are handed
+    back in batch order whoever decided them: the rows written are the same."""
+    if not WRITER_HELPS:
         yield from pool.map_ordered(decide_job, ((ctx, b) for b in batches))
         return
-    up: list[Future[None]] = []
-    starter = threading.Thread(target=_start, args=(pool, ctx, up), name="merge-workers-start", daemon=True)
-    starter.start()
+    window = 2 * pool.workers
+    starter = _Starter(pool) if not pool.started else None
+    pending: deque[Future[Outcome] | Outcome] = deque()  # in batch order
+    in_flight = 0  # futures in `pending`
     try:
         for batch in batches:
-            if not starter.is_alive() and (len(up) < pool.workers or any(f.done() for f in up)):
-                # A worker is up (or starting failed: then sending raises the reason here).
-                yield from pool.map_ordered(decide_job, ((ctx, b) for b in chain([batch], batches)))
-                return
-            yield decide_batch(batch, rules, ctx)
+            while pending and (not isinstance(pending[0], Future) or pending[0].done()):
+                in_flight -= isinstance(pending[0], Future)
+                yield _take(pending)
+            if starter is not None and not starter.is_alive():
+                starter.joined()
+                starter = None
+            if (starter is not None or in_flight >= window) and len(pending) < 2 * window:
+                pending.append(decide_batch(batch, rules, ctx))
+                continue
+            if starter is not None:
+                starter.joined()
+                starter = None
+            while in_flight >= window:
+                in_flight -= isinstance(pending[0], Future)
+                yield _take(pending)
+            pending.append(pool.submit(decide_job, (ctx, batch)))
+            in_flight += 1
+        while pending:
+            yield _take(pending)
     finally:
-        starter.join()  # the caller may close the pool next: never while it is starting
+        if starter is not None:
+            starter.join()  # the caller may close the pool next: never while it is starting
 
 
-def _start(pool: WorkerPool, ctx: PassContext, up: list[Future[None]]) -> None:
-    """Start the pool's processes, one warm-up task each (it builds the pass's rules there)."""
-    for _ in range(pool.workers):
-        up.append(pool.submit(warm_up, ctx.rules))
+def _take(pending: deque[Future[Outcome] | Outcome]) -> Outcome:
+    """The oldest outcome (waiting for it if a worker still decides it)."""
+    head = pending.popleft()
+    return head.result() if isinstance(head, Future) else head
+
+
+class _Starter(threading.Thread):
+    """Starts the pool's processes (which blocks until the fork server is up) beside the writer."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        super().__init__(name="merge-workers-start", daemon=True)
+        self.pool = pool
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.pool.start(decide_job.__module__)
+        except BaseException as exc:  # noqa: BLE001 - raised in the writer by joined()
+            self.error = exc
+
+    def joined(self) -> None:
+        """Wait until the processes run."""
+        self.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _read(repo: Repos, chunk: list[int], at: str) -> Batch:

@@ -68,12 +68,6 @@ def decide_job(job: tuple[PassContext, Batch]) -> Outcome:
     return decide_batch(batch, cached(ctx.rules, ctx.rules.build), ctx)
 
 
-def warm_up(spec: RulesSpec | None) -> None:
-    """A worker's first task: build the pass's rules (the writer starts sending batches once one is done)."""
-    if spec is not None:
-        cached(spec, spec.build)
-
-
 def decide_batch(batch: Batch, rules: Rules, ctx: PassContext) -> Outcome:
     """Decode a batch's rows and decide every entity in it (see apply_merge for what the rows mean)."""
     goldens, sources = _decode(batch)
