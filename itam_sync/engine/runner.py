@@ -48,6 +48,7 @@ from itam_sync.store.repos import Repos
 from itam_sync.store.repos.base import dumps_bytes
 
 log = logging.getLogger(__name__)
+ENTITY_TYPES = {e.value: e for e in EntityType}  # a dict look-up per record instead of the Enum call
 Indexed = tuple[int, str, int | None, bool, str]  # a staged record: id, hash, entity, missing, filled fields
 Progress = Callable[[str, str, int], None]  # (connector, stream, records seen so far)
 HttpProgress = Callable[[str, str, str, float], None]  # (connector, stream, "page"|"rate_limit_wait"|"retry", n|s)
@@ -519,8 +520,8 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
             etype, fields_json, keys, keys_json, observed_at, filled = done
             filled = interned.setdefault(filled, filled)
             filled_of(filled)
-            c[stage.add(sname, key, digest, raw_json, EntityType(etype), fields_json, keys, keys_json, observed_at,
-                        existing, filled)] += 1
+            c[stage.add(sname, key, digest, raw_json, ENTITY_TYPES[etype], fields_json, keys, keys_json,
+                        observed_at, existing, filled)] += 1
             if open_q and (sname, "key:" + key) in open_q:
                 fixed.append((sname, "key:" + key))
             if cv is not None and (max_cursor is None or str(cv) > str(max_cursor)):
