@@ -13,6 +13,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 PARALLEL_MIN = 5000  # SyncConfig.parallel_min's default: fewer entities are merged without the workers
 WRITER_HELPS = True  # the writer decides batches itself while the workers start or are all busy
+STEAL_AFTER = 0.05  # seconds the writer waits for the oldest batch in flight before it decides the next itself
 
 
 @dataclass
@@ -93,7 +95,8 @@ def _pipelined(pool: WorkerPool, batches: Iterator[Batch], rules: Rules, ctx: Pa
             if starter is not None and not starter.is_alive():
                 starter.joined()
                 starter = None
-            if (starter is not None or in_flight >= window) and len(pending) < 2 * window:
+            if (starter is not None or (in_flight >= window and not _back_soon(pending[0]))) \
+                    and len(pending) < 2 * window:
                 pending.append(decide_batch(batch, rules, ctx))
                 continue
             if starter is not None:
@@ -109,6 +112,16 @@ def _pipelined(pool: WorkerPool, batches: Iterator[Batch], rules: Rules, ctx: Pa
     finally:
         if starter is not None:
             starter.join()  # the caller may close the pool next: never while it is starting
+
+
+def _back_soon(head: Future[Outcome] | Outcome) -> bool:
+    """Whether the oldest batch in flight comes back within STEAL_AFTER (else the writer decides one itself).
+
+    On an idle machine a worker is about to finish it, and the writer, the slower side, is better off writing
+    it than deciding another batch; on a busy machine it does not come back, and the writer helps."""
+    if not isinstance(head, Future):
+        return True
+    return not futures_wait([head], timeout=STEAL_AFTER).not_done
 
 
 def _take(pending: deque[Future[Outcome] | Outcome]) -> Outcome:
