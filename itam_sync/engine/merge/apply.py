@@ -1,9 +1,9 @@
 """Re-merge dirty entities: read their live source values and overrides, decide, write golden + merge log.
 
-On a large merge the deciding (merge/decide.py) runs in worker processes while this process, the writer,
-keeps reading batches and writing what comes back: batch k+1..k+n are read and batch k-1 written while the
-workers decide batch k. The writer alone touches the store and the log's hash chain, and writes batches in
-order, so the rows are the same with 1 worker or N.
+On a large merge the deciding (merge/decide.py: decoding, precedence, golden JSON, log rows' content) runs in
+worker processes while this process, the writer, keeps reading batches and writing what comes back: batches
+k+1..k+n are read and batch k-1 written while the workers decide batch k. The writer alone touches the store
+and the log's hash chain, and writes batches in order, so the rows are the same with 1 worker or N.
 """
 
 from __future__ import annotations
@@ -76,10 +76,10 @@ def _pipelined(pool: WorkerPool, batches: Iterator[Batch], rules: Rules, ctx: Pa
     """Every batch decided, in order: sent to the pool's workers, up to 2 per worker in flight, while the writer
     writes what came back; `batches` is a generator, so the next batches are read between those writes.
 
-    The writer never idles while it could decide: while the processes start (the fork server imports the work's
-    modules first, so a thread starts them) or while every worker is busy and the oldest batch is not back, it
-    decides the next batch itself (as long as it holds no more than 2 windows of batches). Outcomes are handed
-    back in batch order whoever decided them: the rows written are the same."""
+    The writer does not sit idle: while the processes start (the fork server imports the work's modules first,
+    so a thread starts them), or when every worker is busy and the oldest batch is not back within STEAL_AFTER
+    (a machine busy with other work), it decides the next batch itself, holding at most 2 windows of batches.
+    Outcomes are handed back in batch order whoever decided them: the rows written are the same."""
     if not WRITER_HELPS:
         yield from pool.map_ordered(decide_job, ((ctx, b) for b in batches))
         return
