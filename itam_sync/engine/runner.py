@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from itam_sync import clock
 from itam_sync.engine.contracts import StreamTracker, evaluate
 from itam_sync.engine.identity import IdentityPolicy
+from itam_sync.engine.key_index import KeyIndex
 from itam_sync.engine.mapwork import Mapped, MapSpec, StreamMapper
 from itam_sync.engine.merge.apply import MergeStats, apply_merge
 from itam_sync.engine.merge.rules import Rules, iso
@@ -168,6 +169,7 @@ class _Staging:
         self._new_keys = 0
         self._analyze_at = 2000
         self.use_pins = repo.conflicts.has_pins()
+        self.key_index = KeyIndex()  # this run's key -> entities (engine/key_index.py): dropped with the run
         self._ids: list[int] = []
         self._eids: list[int] = []
         self.new_rows: list[tuple[Any, ...]] = []
@@ -247,7 +249,7 @@ class _Staging:
             for r in self.resolve:
                 r.pinned_to = pins.get(r.record_id)
         resolver = Resolver(repo, self.policy, self._next_entity_id, run_id=run_id, at=at, source=self.connector,
-                            use_pins=self.use_pins)
+                            use_pins=self.use_pins, key_index=self.key_index)
         # Once per run and entity type: values whose configured or operator status changed are judged again.
         forced = {e: resolver.drift(e) for e in {r.entity for r in self.resolve} - self._drift_checked}
         self._drift_checked.update(forced)
