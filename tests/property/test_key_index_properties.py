@@ -19,7 +19,7 @@ from itam_sync import clock
 from itam_sync.engine import runner
 from itam_sync.settings import IdentityConfig, Settings
 from tests.engine.identity_world import World
-from tests.engine.test_key_index import PerRun, dump
+from tests.engine.test_key_index import PerRun, dump, without_index
 from tests.property.test_identity_order_properties import SOURCES, fleets
 
 Fleet = dict[str, dict[str, list[dict[str, Any]]]]
@@ -76,6 +76,7 @@ def test_an_index_of_any_bound_gives_the_same_identity_state(data: Fleet, order:
         for name in ("plain", "indexed"):
             (root / name).mkdir()
             worlds.append(_World(root / name, SOURCES, identity=IdentityConfig(hostname_weak_key=True), batch_size=1))
+        mp.setattr(runner, "Resolver", without_index)
         expected = _play(worlds[0], history)
         per_run = PerRun(max_keys)
         mp.setattr(runner, "Resolver", per_run)
