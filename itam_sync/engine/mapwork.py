@@ -126,13 +126,15 @@ class StreamMapper:
     def _send(self) -> None:
         raws, metas, texts = self.raws, self.metas, self.texts
         self.raws, self.metas, self.texts = [], [], []
-        if self.spec is not None and self.pool.parallel and (self.budget[0] <= 0 or self.pool.started):
+        # Once the processes run, even a small run uses them (they cost nothing more); while they start, the
+        # writer maps inline (the same result either way).
+        if self.spec is not None and self.pool.parallel and self.pool.ready:
             work = texts if self.send_json else raws
             self._pending.append((self.pool.submit(map_chunk, (self.spec, self._key, work)), metas))
             return
         self.budget[0] -= len(raws)
         if self.spec is not None and self.pool.parallel and self.budget[0] <= self.budget[1]:
-            self.pool.start(__name__)  # half way to the threshold: the processes are ready when it is reached
+            self.pool.start_soon(__name__)  # mapped inline until they run
         smap, policy, stream = self.smap, self.policy, self.stream
         self._pending.append(([map_one(smap, policy, stream, raw) for raw in raws], metas))
 

@@ -483,8 +483,8 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
     incomplete: dict[str, str] = {}  # stream -> why it was not read to its end
     trackers: list[StreamTracker] = []
     interned: dict[str, str] = {}
-    # [records still mapped inline before the run may hand chunks to the workers, when to start them]
-    budget = [parallel_min, parallel_min // 2]
+    # [records still mapped inline before the run starts the workers (from a thread: it maps on meanwhile), 0]
+    budget = [parallel_min, 0]
     for n_stream, stream in enumerate(connector.streams()):
         smap = mapping.stream(stream.name)
         tracker = StreamTracker(smap)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -76,6 +77,8 @@ class WorkerPool:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = default_workers() if workers is None else max(1, workers)
         self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()  # one start, whichever thread asks first
+        self._starter: threading.Thread | None = None
         self.sent = 0  # tasks handed to the processes
 
     @property
@@ -85,8 +88,8 @@ class WorkerPool:
 
     @property
     def started(self) -> bool:
-        """Whether the worker processes run (then even a small run may use them: they cost nothing more)."""
-        return self._executor is not None
+        """Whether the worker processes run or are starting."""
+        return self._executor is not None or self._starter is not None
 
     def submit(self, fn: Callable[[T], R], arg: T) -> Future[R]:
         """Run `fn(arg)` on a worker (inline, already done, when the pool is not parallel)."""
@@ -101,12 +104,27 @@ class WorkerPool:
         return self.start().submit(fn, arg)
 
     def start(self, preload: str = __name__) -> ProcessPoolExecutor:
-        """Start the worker processes now, importing `preload` (in the background, while the caller goes on)."""
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=_context())
-            for _ in range(self.workers):
-                self._executor.submit(_ready, preload)
-        return self._executor
+        """Start the worker processes now, importing `preload`. Blocks while the fork server starts (it imports
+        the work's modules first, ~0.3 s once per process): `start_soon` does it from a thread."""
+        with self._lock:
+            if self._executor is None:
+                executor = ProcessPoolExecutor(self.workers, mp_context=_context())
+                for _ in range(self.workers):
+                    executor.submit(_ready, preload)
+                self._executor = executor
+            return self._executor
+
+    def start_soon(self, preload: str = __name__) -> None:
+        """Start the worker processes from a thread, so the caller goes on working meanwhile (see `ready`)."""
+        if self._executor is None and self._starter is None and self.parallel:
+            self._starter = threading.Thread(target=self.start, args=(preload,), name="worker-pool-start",
+                                             daemon=True)
+            self._starter.start()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the processes run and work sent now does not wait for them to start."""
+        return self._executor is not None
 
     def map_ordered(self, fn: Callable[[T], R], args: Iterable[T], ahead: int | None = None) -> Iterator[R]:
         """`fn(a)` for every `a`, in order, with up to `ahead` (default 2 per worker) chunks in flight."""
@@ -121,6 +139,9 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop the worker processes (the pool can be used again: they start anew)."""
+        if self._starter is not None:
+            self._starter.join()  # never shut down a pool while it is starting
+            self._starter = None
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None

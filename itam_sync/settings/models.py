@@ -135,7 +135,8 @@ class SyncConfig(_Model):
     # Worker processes for per-record work (mapping, match keys, merge decisions); one writer keeps identity,
     # the store and the chain, so the result is the same with 1 or N. None: one per core; 1: no processes.
     workers: int | None = Field(default=None, ge=1, le=64)
-    # A run sends work to the workers only once this many records need it: a small run never starts them.
+    # A run starts the workers once this many records needed mapping (a small run never starts them); work
+    # goes to them from when they run, even in small runs after a big one.
     parallel_min: int = Field(default=5000, ge=1)
 
 
