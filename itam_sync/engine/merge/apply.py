@@ -9,7 +9,6 @@ and the log's hash chain, and writes batches in order, so the rows are the same 
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -76,42 +75,31 @@ def _pipelined(pool: WorkerPool, batches: Iterator[Batch], rules: Rules, ctx: Pa
     """Every batch decided, in order: sent to the pool's workers, up to 2 per worker in flight, while the writer
     writes what came back; `batches` is a generator, so the next batches are read between those writes.
 
-    The writer does not sit idle: while the processes start (the fork server imports the work's modules first,
-    so a thread starts them), or when every worker is busy and the oldest batch is not back within STEAL_AFTER
+    The writer does not sit idle: while the processes start (`start_soon`: from a thread, as the fork server
+    imports the work's modules first), or when every worker is busy and the oldest batch is not back within STEAL_AFTER
     (a machine busy with other work), it decides the next batch itself, holding at most 2 windows of batches.
     Outcomes are handed back in batch order whoever decided them: the rows written are the same."""
     if not WRITER_HELPS:
         yield from pool.map_ordered(decide_job, ((ctx, b) for b in batches))
         return
     window = 2 * pool.workers
-    starter = _Starter(pool) if not pool.started else None
+    pool.start_soon(decide_job.__module__)  # from a thread; nothing when the processes run or are starting
     pending: deque[Future[Outcome] | Outcome] = deque()  # in batch order
     in_flight = 0  # futures in `pending`
-    try:
-        for batch in batches:
-            while pending and (not isinstance(pending[0], Future) or pending[0].done()):
-                in_flight -= isinstance(pending[0], Future)
-                yield _take(pending)
-            if starter is not None and not starter.is_alive():
-                starter.joined()
-                starter = None
-            if (starter is not None or (in_flight >= window and not _back_soon(pending[0]))) \
-                    and len(pending) < 2 * window:
-                pending.append(decide_batch(batch, rules, ctx))
-                continue
-            if starter is not None:
-                starter.joined()
-                starter = None
-            while in_flight >= window:
-                in_flight -= isinstance(pending[0], Future)
-                yield _take(pending)
-            pending.append(pool.submit(decide_job, (ctx, batch)))
-            in_flight += 1
-        while pending:
+    for batch in batches:
+        while pending and (not isinstance(pending[0], Future) or pending[0].done()):
+            in_flight -= isinstance(pending[0], Future)
             yield _take(pending)
-    finally:
-        if starter is not None:
-            starter.join()  # the caller may close the pool next: never while it is starting
+        if (not pool.ready or (in_flight >= window and not _back_soon(pending[0]))) and len(pending) < 2 * window:
+            pending.append(decide_batch(batch, rules, ctx))
+            continue
+        while in_flight >= window:
+            in_flight -= isinstance(pending[0], Future)
+            yield _take(pending)
+        pending.append(pool.submit(decide_job, (ctx, batch)))
+        in_flight += 1
+    while pending:
+        yield _take(pending)
 
 
 def _back_soon(head: Future[Outcome] | Outcome) -> bool:
@@ -128,28 +116,6 @@ def _take(pending: deque[Future[Outcome] | Outcome]) -> Outcome:
     """The oldest outcome (waiting for it if a worker still decides it)."""
     head = pending.popleft()
     return head.result() if isinstance(head, Future) else head
-
-
-class _Starter(threading.Thread):
-    """Starts the pool's processes (which blocks until the fork server is up) beside the writer."""
-
-    def __init__(self, pool: WorkerPool) -> None:
-        super().__init__(name="merge-workers-start", daemon=True)
-        self.pool = pool
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.pool.start(decide_job.__module__)
-        except BaseException as exc:  # noqa: BLE001 - raised in the writer by joined()
-            self.error = exc
-
-    def joined(self) -> None:
-        """Wait until the processes run."""
-        self.join()
-        if self.error is not None:
-            raise self.error
 
 
 def _read(repo: Repos, chunk: list[int], at: str) -> Batch:
