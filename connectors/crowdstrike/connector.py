@@ -86,6 +86,7 @@ class CrowdStrikeHosts(HttpStream):
     """Host records (one per sensor / agent id), fetched in batches as the scroll pages arrive."""
 
     name = "hosts"
+    read_ahead_pages = 0  # one entities POST per page of ids, in order
     path = "/devices/queries/devices-scroll/v1"
     paginator = CursorPaginator(token_path="meta.pagination.offset", param="offset")
     records_path = "resources"  # the scroll returns host ids; `records` turns them into host records

@@ -105,6 +105,7 @@ class KandjiDevices(HttpStream):
     """Every device in the tenant, each with a `details` member (the kept sections of its details)."""
 
     name = "devices"
+    read_ahead_pages = 0  # an incremental run reads newest first and stops at the cursor
     path = "/api/v1/devices"
     records_path = None  # the list endpoint returns a bare array
     cursor_field = "last_check_in"

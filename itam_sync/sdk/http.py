@@ -44,6 +44,7 @@ from itam_sync.sdk.errors import (
 )
 from itam_sync.sdk.pagination import PageRequest, Paginator, get_path
 from itam_sync.sdk.ratelimit import RateLimit, RequestPacer
+from itam_sync.sdk.readahead import read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +280,11 @@ class HttpClient:
     def paginate(self, path: str, paginator: Paginator, params: Mapping[str, Any] | None = None,
                  records_path: str | None = None,
                  headers: Mapping[str, str] | None = None,
-                 on_page: Callable[[requests.Response, Any], None] | None = None) -> Iterator[dict[str, Any]]:
-        """Yield the records of every page, fetching each page only when the previous one is consumed.
+                 on_page: Callable[[requests.Response, Any], None] | None = None,
+                 read_ahead_pages: int = 0) -> Iterator[dict[str, Any]]:
+        """Yield the records of every page, fetching the next page (on a thread, `sdk/readahead.py`) while the
+        caller works on this one: at most `read_ahead_pages` pages ahead (0: each page only when the previous
+        one is consumed).
 
         `records_path` is a dotted path to the list of records in each body (None: the body is the list).
         A page that is not JSON or holds no list there raises HttpError rather than reading as "no records"
@@ -288,6 +292,14 @@ class HttpClient:
         page before its records are yielded, e.g. to keep the `@odata.deltaLink` of a Graph delta round's
         last page as the next cursor.
         """
+        pages = self._pages(path, paginator, params, records_path, headers, on_page)
+        for records in (read_ahead(pages, read_ahead_pages, "page-read-ahead") if read_ahead_pages > 0 else pages):
+            yield from records
+
+    def _pages(self, path: str, paginator: Paginator, params: Mapping[str, Any] | None,
+               records_path: str | None, headers: Mapping[str, str] | None,
+               on_page: Callable[[requests.Response, Any], None] | None) -> Iterator[list[dict[str, Any]]]:
+        """Every page's records, one page after the other."""
         first = paginator.first(self.url(path), dict(params or {}))
         origin = urlsplit(first.url)[:2]
         page: PageRequest | None = first
@@ -310,7 +322,7 @@ class HttpClient:
             if on_page is not None:
                 on_page(response, body)
             _notify("page", 1.0)
-            yield from records
+            yield records
             if not records and paginator.stop_on_empty:
                 return
             page = paginator.next(response, body, page, len(records))

@@ -35,6 +35,10 @@ class HttpStream(Stream):
     """
 
     json_records = True  # records are parsed JSON responses
+    # Pages fetched ahead of the engine (sdk/readahead.py). 0 where the stream may stop before the last page
+    # (an incremental read newest first) or orders other requests between pages: a page read ahead would be
+    # a request the plain loop never makes.
+    read_ahead_pages: ClassVar[int] = 1
 
     path: ClassVar[str]
     paginator: ClassVar[Paginator | Callable[[], Paginator]] = Paginator()
@@ -76,4 +80,5 @@ class HttpStream(Stream):
                                  f"to use HttpStream {self.name!r}", kind="system")
         yield from http.paginate(self.request_path(state), self.make_paginator(), params=self.params(state),
                                  records_path=self.records_path, headers=self.headers(state) or None,
-                                 on_page=lambda response, body: self.on_page(state, response, body))
+                                 on_page=lambda response, body: self.on_page(state, response, body),
+                                 read_ahead_pages=self.read_ahead_pages)

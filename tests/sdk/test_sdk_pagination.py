@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ from conftest import BASE
 from responses import matchers
 
 from itam_sync.sdk.errors import HttpError
-from itam_sync.sdk.http import HttpClient
+from itam_sync.sdk.http import HttpClient, observe_http
 from itam_sync.sdk.pagination import (
     CursorPaginator,
     LinkHeaderPaginator,
@@ -217,3 +218,41 @@ def test_on_page_sees_every_page_including_the_last_pages_delta_link(mock: respo
                                       on_page=lambda response, body: seen.append(body.get("@odata.deltaLink"))))
     assert ids(got) == [1]
     assert seen == [None, f"{URL}/delta?$deltatoken=D"]  # an empty last page is reported too
+
+
+def test_read_ahead_fetches_the_next_page_while_this_one_is_worked_on(mock: responses.RequestsMock,
+                                                                     make_client: MakeClient) -> None:
+    mock.get(URL, json=recs(1, 2), match=q(page="0", size="2"))
+    mock.get(URL, json=recs(3, 4), match=q(page="1", size="2"))
+    mock.get(URL, json=recs(5), match=q(page="2", size="2"))
+    heard: list[tuple[str, float]] = []
+    with observe_http(lambda kind, n: heard.append((kind, n))):
+        records = make_client().paginate(URL, PagePaginator(size=2, size_param="size"), read_ahead_pages=1)
+        assert next(records)["id"] == 1
+        deadline = time.monotonic() + 5
+        while len(mock.calls) < 2 and time.monotonic() < deadline:  # page 2 comes while page 1 is in hand
+            time.sleep(0.01)
+        assert len(mock.calls) == 2
+        assert ids(list(records)) == [2, 3, 4, 5]  # the same records, in order
+    assert heard == [("page", 1.0)] * 3  # the read-ahead thread's pages reach the caller's listener
+
+
+def test_read_ahead_raises_an_error_at_its_place(mock: responses.RequestsMock, make_client: MakeClient) -> None:
+    mock.get(URL, json=recs(1, 2), match=q(page="0", size="2"))
+    mock.get(URL, status=404, match=q(page="1", size="2"))
+    got: list[int] = []
+    with pytest.raises(HttpError):
+        for r in make_client().paginate(URL, PagePaginator(size=2, size_param="size"), read_ahead_pages=1):
+            got.append(r["id"])
+    assert got == [1, 2]  # every record before the failing page was handed on first
+
+
+def test_read_ahead_stops_when_the_caller_stops(mock: responses.RequestsMock, make_client: MakeClient) -> None:
+    for page in range(10):
+        mock.get(URL, json=recs(2 * page + 1, 2 * page + 2), match=q(page=str(page), size="2"))
+    records = make_client().paginate(URL, PagePaginator(size=2, size_param="size"), read_ahead_pages=1)
+    assert next(records)["id"] == 1
+    records.close()
+    time.sleep(0.3)
+    assert len(mock.calls) <= 3  # the page in hand, the one read ahead, at most one more in flight
+    mock.assert_all_requests_are_fired = False
