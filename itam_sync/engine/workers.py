@@ -101,6 +101,10 @@ class WorkerPool:
                 fut.set_exception(exc)
             return fut
         self.sent += 1
+        if self._executor is not None and getattr(self._executor, "_broken", False):
+            # A worker died (killed, out of memory): that run failed with BrokenProcessPool and kept nothing;
+            # the next work gets fresh processes instead of the same error forever.
+            self.close()
         return self.start().submit(fn, arg)
 
     def start(self, preload: str = __name__) -> ProcessPoolExecutor:

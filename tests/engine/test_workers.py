@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -137,14 +138,17 @@ def _sync_twice(config: Path, d: Path, now: clock.Clock) -> list[str]:
     return outputs
 
 
-def _watch_pools(monkeypatch: pytest.MonkeyPatch) -> list[WorkerPool]:
-    """The pools `itam-sync run` makes from now on."""
+def _watch_pools(monkeypatch: pytest.MonkeyPatch, warm: bool = False) -> list[WorkerPool]:
+    """The pools `itam-sync run` makes from now on; `warm`: their processes run before the first record (a
+    run this small would otherwise end before they are up, mapping everything inline)."""
     made: list[WorkerPool] = []
 
     class Watched(WorkerPool):
         def __init__(self, workers: int | None = None) -> None:
             super().__init__(workers)
             made.append(self)
+            if warm:
+                self.start("itam_sync.engine.mapwork")
 
     monkeypatch.setattr(sync_cli, "WorkerPool", Watched)
     return made
@@ -155,7 +159,7 @@ def test_one_worker_or_two_leave_the_same_store(tmp_path: Path, frozen_clock: cl
     one, d1 = _site(tmp_path, "one", 1, frozen_clock)
     two, d2 = _site(tmp_path, "two", 2, frozen_clock)
     _sync_twice(one, d1, frozen_clock)
-    pools = _watch_pools(monkeypatch)
+    pools = _watch_pools(monkeypatch, warm=True)
     _sync_twice(two, d2, frozen_clock)
     # The two-worker store was really mapped (and merged) by other processes.
     assert [p.workers for p in pools] == [2, 2, 2] and all(p.sent > 0 for p in pools)
@@ -187,6 +191,17 @@ def test_a_small_run_starts_no_process(tmp_path: Path, frozen_clock: clock.Clock
     pools = _watch_pools(monkeypatch)
     _cli(config, "run", "--full", "-q")
     assert [(p.workers, p.sent, p.started) for p in pools] == [(2, 0, False)]
+
+
+def _die(code: int) -> int:
+    os._exit(code)
+
+
+def test_a_dead_worker_fails_its_work_and_the_pool_recovers() -> None:
+    with WorkerPool(2) as pool:
+        with pytest.raises(BrokenProcessPool):
+            pool.submit(_die, 3).result()
+        assert pool.submit(abs, -7).result() == 7  # fresh processes, not the same error forever
 
 
 def _explode(x: int) -> int:
