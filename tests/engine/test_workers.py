@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from click.testing import CliRunner
 
 from itam_sync import clock
@@ -76,15 +76,16 @@ def _write(data: Path, now: clock.Clock, version: int) -> None:
         os.utime(data / f, (stamp, stamp))
 
 
-def _site(tmp_path: Path, name: str, workers: int, now: clock.Clock) -> tuple[Path, Path]:
-    """A config and its store; both sites read the same data folder (cursors name the files)."""
+def _site(tmp_path: Path, name: str, workers: int, now: clock.Clock, url: str | None = None) -> tuple[Path, Path]:
+    """A config and its store (a SQLite file, or `url`); both sites read the same data folder (cursors name
+    the files)."""
     d = tmp_path / name
     d.mkdir()
     data = tmp_path / "data"
     config = d / "itam-sync.yaml"
     config.write_text(f"""
 store:
-  url: sqlite:///{d / 'itam.db'}
+  url: {url or f"sqlite:///{d / 'itam.db'}"}
 sync:
   workers: {workers}
   parallel_min: 1
@@ -116,17 +117,21 @@ def _cli(config: Path, *args: str) -> str:
     return result.output
 
 
-def _dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+def _dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in a stable order, less what names the process or the time a run took."""
-    con = sqlite3.connect(db)
-    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                        "AND name NOT LIKE 'sqlite_%' AND name != 'alembic_version' ORDER BY name")]
-    out = {}
-    for t in tables:
-        cols = [r[1] for r in con.execute(f"PRAGMA table_info({t})") if r[1] not in VOLATILE.get(t, ())]
-        out[t] = sorted(con.execute(f"SELECT {', '.join(cols)} FROM {t}").fetchall(), key=repr)
-    con.close()
-    return out
+    engine = sqlalchemy.create_engine(url)
+    try:
+        tables = sorted(t for t in sqlalchemy.inspect(engine).get_table_names() if t != "alembic_version")
+        out = {}
+        with engine.connect() as con:
+            for t in tables:
+                cols = [c["name"] for c in sqlalchemy.inspect(engine).get_columns(t)
+                        if c["name"] not in VOLATILE.get(t, ())]
+                rows = con.exec_driver_sql(f"SELECT {', '.join(cols)} FROM {t}").fetchall()
+                out[t] = sorted((tuple(r) for r in rows), key=repr)
+        return out
+    finally:
+        engine.dispose()
 
 
 def _sync_twice(config: Path, d: Path, now: clock.Clock) -> list[str]:
@@ -164,7 +169,7 @@ def test_one_worker_or_two_leave_the_same_store(tmp_path: Path, frozen_clock: cl
     # The two-worker store was really mapped (and merged) by other processes.
     assert [p.workers for p in pools] == [2, 2, 2] and all(p.sent > 0 for p in pools)
 
-    a, b = _dump(d1 / "itam.db"), _dump(d2 / "itam.db")
+    a, b = _dump(f"sqlite:///{d1 / 'itam.db'}"), _dump(f"sqlite:///{d2 / 'itam.db'}")
     assert a.keys() == b.keys()
     for table in a:
         assert a[table] == b[table], table
@@ -181,6 +186,39 @@ def test_one_worker_or_two_leave_the_same_store(tmp_path: Path, frozen_clock: cl
     assert (d1 / "chain.jsonl").read_text() == (d2 / "chain.jsonl").read_text()
     for entity in ("assets", "people"):
         assert _cli(one, "export", "--entity", entity) == _cli(two, "export", "--entity", entity)
+
+
+@pytest.mark.postgres
+def test_one_worker_or_two_leave_the_same_store_on_postgresql(tmp_path: Path, frozen_clock: clock.Clock,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              postgres_url: str) -> None:
+    """PostgreSQL stages without the writer lock until its first write and writes in bulk (COPY, temp
+    tables): the workers change nothing there either."""
+    second = _second_database(postgres_url)
+    one, d1 = _site(tmp_path, "one", 1, frozen_clock, postgres_url)
+    two, d2 = _site(tmp_path, "two", 2, frozen_clock, second)
+    _sync_twice(one, d1, frozen_clock)
+    pools = _watch_pools(monkeypatch, warm=True)
+    _sync_twice(two, d2, frozen_clock)
+    assert all(p.sent > 0 for p in pools)
+    a, b = _dump(postgres_url), _dump(second)
+    assert a.keys() == b.keys() and a["merge_log"] and a["quarantine"]
+    for table in a:
+        assert a[table] == b[table], table
+
+
+def _second_database(url: str) -> str:
+    """An empty database beside the fixture's, on the same server."""
+    import psycopg
+
+    u = sqlalchemy.engine.make_url(url)
+    name = f"{u.database}_b"
+    q = dict(u.query)
+    with psycopg.connect(dbname="postgres", autocommit=True, user=u.username, host=q["host"],
+                         port=q["port"]) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return u.set(database=name).render_as_string(hide_password=False)
 
 
 def test_a_small_run_starts_no_process(tmp_path: Path, frozen_clock: clock.Clock,
