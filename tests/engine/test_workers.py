@@ -214,8 +214,8 @@ def _second_database(url: str) -> str:
     u = sqlalchemy.engine.make_url(url)
     name = f"{u.database}_b"
     q = dict(u.query)
-    with psycopg.connect(dbname="postgres", autocommit=True, user=u.username, host=q["host"],
-                         port=q["port"]) as conn:
+    with psycopg.connect(dbname="postgres", autocommit=True, user=u.username, host=str(q["host"]),
+                         port=str(q["port"])) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.execute(f"CREATE DATABASE {name}")
     return u.set(database=name).render_as_string(hide_password=False)
