@@ -98,7 +98,7 @@ class StreamMapper:
         self.metas: list[Any] = []
         self.in_flight: set[str] = set()  # source keys put and not yet handed back
         self._pending: deque[tuple[Future[list[Mapped]] | list[Mapped], list[Any]]] = deque()
-        self._window = 2 * pool.workers
+        self._window = min(2 * pool.workers, 16)  # chunks in flight: memory stays bounded on a big machine
 
     def put(self, raw: dict[str, Any], text: bytes, key: str, meta: Any) -> Iterator[tuple[Mapped, Any]]:
         """Queue one record (and its JSON text); yields the (result, meta) pairs now ready."""
