@@ -15,9 +15,8 @@ Why it is exactly coherent with the store:
   its full pass, `identity_effects.PassEffects.write`, are the only writers in the engine: entity merges and
   splits move records and change `entity_keys` rows there; retiring or reviving an entity, marking a record
   missing and operator pins do not touch `entity_keys`), which writes the rows and applies the same add/remove
-  to what the index holds; a key it does not hold is simply not cached. (`EntitiesRepo.insert_keys`,
-  `merge_entities` and `move_keys` also write the table but nothing calls them; a caller inside a run would
-  have to go through the index too);
+  to what the index holds; a key it does not hold is simply not cached (a new writer of the table inside
+  a run must go through the index too);
 * "nobody holds this key" is remembered as an empty entry when the store said so, or for every key of an
   entity type that had no keys at all when the run first looked (`complete`): both stay true until a write of
   this run adds the key, which the index sees;

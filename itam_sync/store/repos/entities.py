@@ -32,28 +32,9 @@ class EntitiesRepo(RepoBase):
                    "updated_at) VALUES (?, ?, '{}', 'active', ?, ?, ?, ?)",
                    [(i, t, run_id, run_id, at, at) for i, t in rows])
 
-    def insert_keys(self, rows: list[tuple[str, str, int]]) -> None:
-        if self.pg:
-            self.db.copy_insert_ignore("entity_keys", ("entity_type", "key", "entity_id"), rows, "entity_type, key")
-            return
-        self._many("INSERT INTO entity_keys (entity_type, key, entity_id) VALUES (?, ?, ?) "
-                   "ON CONFLICT (entity_type, key) DO NOTHING", rows)
-
     def set_record_entities(self, rows: list[tuple[int, int]]) -> None:
         """rows: (entity_id, record_id)."""
         self._many("UPDATE source_records SET entity_id=? WHERE id=?", rows)
-
-    def merge_entities(self, from_id: int, into_id: int, run_id: int | None, at: str) -> None:
-        self._exec("UPDATE source_records SET entity_id=? WHERE entity_id=?", (into_id, from_id))
-        self._exec("UPDATE entity_keys SET entity_id=? WHERE entity_id=?", (into_id, from_id))
-        self._exec("UPDATE overrides SET entity_id=? WHERE entity_id=?", (into_id, from_id))
-        self._exec("UPDATE manual_links SET entity_id=? WHERE entity_id=?", (into_id, from_id))
-        self._exec("UPDATE entities SET status='merged', merged_into=?, golden='{}', updated_run=?, updated_at=? "
-                   "WHERE id=?", (into_id, run_id, at, from_id))
-
-    def move_keys(self, keys: list[str], entity_type: str, entity_id: int) -> None:
-        self._many("UPDATE entity_keys SET entity_id=? WHERE entity_type=? AND key=?",
-                   [(entity_id, entity_type, k) for k in keys])
 
     def entity_ids(self, entity_type: str | None = None, status: tuple[str, ...] = ("active", "missing")
                    ) -> list[int]:
