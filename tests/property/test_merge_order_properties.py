@@ -15,7 +15,6 @@ import json
 import random
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,13 @@ from hypothesis import strategies as st
 
 from itam_sync.engine.registry import Registry
 from itam_sync.engine.runner import merge_pending, run_connector
-from itam_sync.sdk.connector import Connector, ConnectorSettings, Stream, StreamState
 from itam_sync.settings import ConnectorConfig, PrecedenceConfig, Settings, StoreConfig
 from itam_sync.store import Store
+from tests.engine.identity_world import MemoryConnector
 
 SOURCES = ("mdm", "edr", "idp")
 MAPPING = """streams:
-  things:
+  devices:
     entity: asset
     key: id
     observed_at: seen
@@ -52,34 +51,6 @@ MAPPING = """streams:
       email: {from: mail, transforms: [email]}
       title: {from: title, transforms: [strip]}
 """
-
-
-class MemorySettings(ConnectorSettings):
-    things: list[dict[str, Any]] = []
-    people: list[dict[str, Any]] = []
-
-
-class _Records(Stream):
-    def records(self, state: StreamState) -> Iterator[dict[str, Any]]:
-        yield from getattr(self.connector.settings, self.name)
-
-
-class Things(_Records):
-    name = "things"
-
-
-class People(_Records):
-    name = "people"
-
-
-class MemoryConnector(Connector):
-    """Records handed in through the settings (test only)."""
-
-    type_name = "memory"
-    settings_model = MemorySettings
-
-    def streams(self) -> list[Stream]:
-        return [Things(self), People(self)]
 
 
 def _spell_serial(s: str, r: random.Random) -> str:
@@ -107,7 +78,7 @@ def populations(draw: st.DrawFn) -> dict[str, dict[str, list[dict[str, Any]]]]:
                         "macs": [f"a4{r.getrandbits(40):010x}" for _ in range(r.randint(1, 2))],
                         "entra": f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}", "host": f"lt-{i:03d}"})
     people = [{"emp": f"E{100 + i}", "mail": f"person{i}@example.com"} for i in range(n_people)]
-    out: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"things": [], "people": []} for s in SOURCES}
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {s: {"devices": [], "people": []} for s in SOURCES}
     for src in SOURCES:
         for i, d in enumerate(devices):
             if r.random() < 0.25:
@@ -124,7 +95,7 @@ def populations(draw: st.DrawFn) -> dict[str, dict[str, list[dict[str, Any]]]]:
                 rec["entra"] = _spell_uuid(d["entra"], r)
             if "host" in kinds:
                 rec["host"] = d["host"].upper()
-            out[src]["things"].append(rec)
+            out[src]["devices"].append(rec)
         for i, p in enumerate(people):
             if r.random() < 0.3:
                 continue
