@@ -19,7 +19,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from itam_sync.service.server import Service
-from itam_sync.settings import ConfigError, load_settings
+from itam_sync.settings import ConfigError
+from tests.service.support import demo_service, set_secrets, wait_for
 
 SERVICE = {
     "debounce_s": 0.5, "jitter_s": 0, "grace_period_s": 5, "lease_ttl_s": 10,
@@ -45,25 +46,12 @@ def _graph(state: str) -> dict[str, Any]:
 
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k, v in {"ITAM_TEST_API_TOKEN": "op-token", "ITAM_TEST_OKTA_HOOK": "okta-secret",
-                 "ITAM_TEST_JAMF_HOOK": "jamf-secret", "ITAM_TEST_JAMF_PW": "jamf-pw",
-                 "ITAM_TEST_GRAPH_STATE": "graph-state"}.items():
-        monkeypatch.setenv(k, v)
-
-
-def _service(demo, service: dict[str, Any], schedules: bool = False) -> Service:  # type: ignore[no-untyped-def]
-    cfg = yaml.safe_load(demo.config.read_text())
-    cfg["service"] = service
-    if not schedules:
-        for c in cfg["connectors"]:
-            c.pop("schedule", None)
-    demo.config.write_text(yaml.safe_dump(cfg))
-    return Service(load_settings(demo.config).settings)
+    set_secrets(monkeypatch)
 
 
 @pytest.fixture
 def svc(demo, secrets) -> Iterator[Service]:  # type: ignore[no-untyped-def]
-    s = _service(demo, SERVICE)
+    s = demo_service(demo, SERVICE)
     s.start(http=False)
     yield s
     s.shutdown(grace_s=5)
@@ -72,15 +60,6 @@ def svc(demo, secrets) -> Iterator[Service]:  # type: ignore[no-untyped-def]
 def _runs(demo, connector: str | None = None) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     args = ["runs", "--json", "--limit", "100"] + (["--connector", connector] if connector else [])
     return list(json.loads(demo.cli(*args).output))
-
-
-def _wait_for(pred: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def test_okta_verification_then_a_burst_of_events_makes_one_run(demo, svc: Service) -> None:  # type: ignore[no-untyped-def]
@@ -95,7 +74,7 @@ def test_okta_verification_then_a_burst_of_events_makes_one_run(demo, svc: Servi
     assert [a.json()["run"] for a in answers] == ["queued"] + ["debounced"] * 4
     assert client.post("/hooks/okta-users", json={"nope": 1},
                        headers={"Authorization": "okta-secret"}).status_code == 400
-    _wait_for(lambda: _runs(demo, "okta-users"))
+    wait_for(lambda: _runs(demo, "okta-users"))
     time.sleep(1.0)  # nothing else comes of the burst
     runs = _runs(demo, "okta-users")
     assert [(r["mode"], r["status"]) for r in runs] == [("incremental", "success")]
@@ -115,7 +94,7 @@ def test_jamf_header_and_basic_auth(demo, svc: Service) -> None:  # type: ignore
     wrong = "Basic " + base64.b64encode(b"jamf:guess").decode()
     assert client.post("/hooks/procurement", json=JAMF_EVENT, headers={"Authorization": wrong}).status_code == 401
     assert client.post("/hooks/procurement", json=JAMF_EVENT, headers={"Authorization": basic}).status_code == 200
-    _wait_for(lambda: len(_runs(demo, "mdm")) == 1 and len(_runs(demo, "procurement")) == 1)
+    wait_for(lambda: len(_runs(demo, "mdm")) == 1 and len(_runs(demo, "procurement")) == 1)
 
 
 def test_graph_validation_handshake_and_client_state(demo, svc: Service) -> None:  # type: ignore[no-untyped-def]
@@ -126,7 +105,7 @@ def test_graph_validation_handshake_and_client_state(demo, svc: Service) -> None
     assert client.post("/hooks/edr", json=_graph("forged")).status_code == 403
     r = client.post("/hooks/edr", json=_graph("graph-state"))
     assert r.status_code == 202 and r.json() == {"accepted": 1, "run": "queued"}
-    _wait_for(lambda: [x["status"] for x in _runs(demo, "edr")] == ["success"])
+    wait_for(lambda: [x["status"] for x in _runs(demo, "edr")] == ["success"])
     assert client.post("/hooks/unknown", json=_graph("graph-state")).status_code == 404
 
 
@@ -139,10 +118,10 @@ def test_operator_runs_need_a_token(demo, svc: Service) -> None:  # type: ignore
     assert client.post("/runs", json={"connector": "nope"}, headers=auth).status_code == 404
     r = client.post("/runs", json={"connector": "hr", "full": True}, headers=auth)
     assert r.status_code == 202 and r.json() == {"queued": ["hr"], "mode": "full"}
-    _wait_for(lambda: [(x["mode"], x["status"]) for x in _runs(demo, "hr")] == [("full", "success")])
+    wait_for(lambda: [(x["mode"], x["status"]) for x in _runs(demo, "hr")] == [("full", "success")])
     r = client.post("/runs", json={"full": False}, headers=auth)  # every enabled connector
     assert sorted(r.json()["queued"]) == ["edr", "hr", "mdm", "okta-users", "procurement"]
-    _wait_for(lambda: len([x for x in _runs(demo) if x["connector"] != "(merge)"]) == 6)
+    wait_for(lambda: len([x for x in _runs(demo) if x["connector"] != "(merge)"]) == 6)
 
 
 def test_health_and_metrics_after_a_run(demo, svc: Service) -> None:  # type: ignore[no-untyped-def]
@@ -150,8 +129,8 @@ def test_health_and_metrics_after_a_run(demo, svc: Service) -> None:  # type: ig
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok" and health.json()["store"] == "ok"
     svc.request_run("mdm", full=True)
-    _wait_for(lambda: [x["status"] for x in _runs(demo, "mdm")] == ["success"])
-    _wait_for(lambda: "itam_sync_merged_entities_total 6.0" in client.get("/metrics").text)
+    wait_for(lambda: [x["status"] for x in _runs(demo, "mdm")] == ["success"])
+    wait_for(lambda: "itam_sync_merged_entities_total 6.0" in client.get("/metrics").text)
     text = client.get("/metrics").text
     assert 'itam_sync_runs_total{connector="mdm",mode="full",status="success"} 1.0' in text
     assert 'itam_sync_records_pulled_total{connector="mdm"} 6.0' in text
@@ -162,7 +141,7 @@ def test_health_and_metrics_after_a_run(demo, svc: Service) -> None:  # type: ig
 
 
 def test_without_tokens_runs_are_accepted_from_loopback_only(demo, secrets) -> None:  # type: ignore[no-untyped-def]
-    svc = _service(demo, {**SERVICE, "api_tokens": []})
+    svc = demo_service(demo, {**SERVICE, "api_tokens": []})
     svc.port = 0
     svc.start()
     try:
@@ -173,7 +152,7 @@ def test_without_tokens_runs_are_accepted_from_loopback_only(demo, secrets) -> N
         client = TestClient(svc.app)  # not from 127.0.0.1
         r = client.post("/runs", json={"connector": "edr"})
         assert r.status_code == 403 and "only accepted from 127.0.0.1" in r.json()["error"]
-        _wait_for(lambda: [x["status"] for x in _runs(demo, "edr")] == ["success"])
+        wait_for(lambda: [x["status"] for x in _runs(demo, "edr")] == ["success"])
     finally:
         svc.shutdown(grace_s=5)
     with pytest.raises(httpx.ConnectError):
@@ -182,18 +161,18 @@ def test_without_tokens_runs_are_accepted_from_loopback_only(demo, secrets) -> N
 
 def test_bad_service_config_fails_at_start(demo, secrets) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="service.webhooks.nope: no connector named 'nope'"):
-        _service(demo, {"webhooks": {"nope": {"kind": "okta", "secret": "${env:ITAM_TEST_OKTA_HOOK}"}}})
+        demo_service(demo, {"webhooks": {"nope": {"kind": "okta", "secret": "${env:ITAM_TEST_OKTA_HOOK}"}}})
     with pytest.raises(ConfigError, match="connector type 'csv' has no known event notifications"):
-        _service(demo, {"webhooks": {"hr": {"secret": "${env:ITAM_TEST_OKTA_HOOK}"}}})
+        demo_service(demo, {"webhooks": {"hr": {"secret": "${env:ITAM_TEST_OKTA_HOOK}"}}})
     with pytest.raises(ConfigError, match="must be a secret reference"):
-        _service(demo, {"api_tokens": ["plain-text-token"]})
+        demo_service(demo, {"api_tokens": ["plain-text-token"]})
 
 
 def test_a_taken_port_is_one_clear_error(demo, secrets) -> None:  # type: ignore[no-untyped-def]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
-        svc = _service(demo, SERVICE)
+        svc = demo_service(demo, SERVICE)
         svc.port = s.getsockname()[1]
         from itam_sync.service.server import ServiceError
 
@@ -208,7 +187,7 @@ def test_schedules_run_each_connector_and_catch_up_at_start(demo, secrets) -> No
         c["schedule"] = "every 1s"
     cfg["connectors"][3]["full_schedule"] = "every 3s"  # mdm
     demo.config.write_text(yaml.safe_dump(cfg))
-    svc = _service(demo, {**SERVICE, "jitter_s": 0}, schedules=True)
+    svc = demo_service(demo, {**SERVICE, "jitter_s": 0}, schedules=True)
     svc.start(http=False)
     try:
         time.sleep(4.5)
@@ -246,7 +225,7 @@ def test_sinks_and_reminders_run_on_their_schedules(demo, secrets, monkeypatch: 
     cfg["reminders"] = {"schedule": "every 1s", "delivery": {"slack_webhook": "${env:ITAM_TEST_API_TOKEN}"},
                         "rules": [{"name": "warranty", "type": "warranty_ending", "days": 30}]}
     demo.config.write_text(yaml.safe_dump(cfg))
-    svc = _service(demo, SERVICE)
+    svc = demo_service(demo, SERVICE)
     assert set(svc.scheduler.tasks) == {"sink:cmdb", "reminders"}
     svc.start(http=False)
     try:

@@ -4,23 +4,13 @@ rates and source-path presence on /metrics, from the store at start and from eac
 from __future__ import annotations
 
 import csv
-import time
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from itam_sync.service.server import Service
 from itam_sync.settings import ConfigError, load_settings
-
-
-def _wait_for(pred: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
+from tests.service.support import wait_for
 
 
 def test_serve_refuses_to_start_on_a_problem_validate_reports(demo) -> None:  # type: ignore[no-untyped-def]
@@ -60,7 +50,7 @@ def test_metrics_count_degraded_runs_and_export_fill_rates(demo) -> None:  # typ
         assert 'itam_sync_field_fill_ratio{connector="hr",field="manager",stream="people"} 0.8' in text
         assert 'itam_sync_source_path_present{connector="hr",path="manager_email",stream="people"} 1.0' in text
         svc.request_run("hr", full=True)
-        _wait_for(lambda: 'status="degraded"' in client.get("/metrics").text)
+        wait_for(lambda: 'status="degraded"' in client.get("/metrics").text, timeout=15.0)
         text = client.get("/metrics").text
         assert 'itam_sync_runs_total{connector="hr",mode="full",status="degraded"} 1.0' in text
         assert 'itam_sync_field_fill_ratio{connector="hr",field="manager",stream="people"} 0.0' in text

@@ -14,11 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
 from itam_sync.service.server import Service
-from itam_sync.settings import load_settings
+from tests.service.support import demo_service, set_secrets
 
 CAP = 64 * 1024
 SERVICE = {
@@ -36,19 +35,11 @@ TOKEN = {"Authorization": "Bearer op-token"}
 
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k, v in {"ITAM_TEST_API_TOKEN": "op-token", "ITAM_TEST_OKTA_HOOK": "okta-secret",
-                 "ITAM_TEST_JAMF_PW": "jamf-pw", "ITAM_TEST_GRAPH_STATE": "graph-state"}.items():
-        monkeypatch.setenv(k, v)
+    set_secrets(monkeypatch)
 
 
 def _service(demo, service: dict[str, Any]) -> Service:  # type: ignore[no-untyped-def]
-    cfg = yaml.safe_load(demo.config.read_text())
-    cfg["service"] = service
-    cfg["http"] = {"max_body_bytes": CAP}
-    for c in cfg["connectors"]:
-        c.pop("schedule", None)
-    demo.config.write_text(yaml.safe_dump(cfg))
-    return Service(load_settings(demo.config).settings)
+    return demo_service(demo, service, extra={"http": {"max_body_bytes": CAP}})
 
 
 @pytest.fixture
