@@ -93,7 +93,7 @@ class StreamMapper:
         self.send_json = send_json  # records are plain JSON: workers get their JSON text (see Stream.json_records)
         self.texts: list[bytes] = []
         self._key: Hashable = spec.key if spec is not None else None
-        self.budget = budget  # [records mapped inline before the run may use workers], shared by its streams
+        self.budget = budget  # [records still mapped inline before the run starts the workers]: one per run
         self.raws: list[dict[str, Any]] = []
         self.metas: list[Any] = []
         self.in_flight: set[str] = set()  # source keys put and not yet handed back
@@ -133,7 +133,7 @@ class StreamMapper:
             self._pending.append((self.pool.submit(map_chunk, (self.spec, self._key, work)), metas))
             return
         self.budget[0] -= len(raws)
-        if self.spec is not None and self.pool.parallel and self.budget[0] <= self.budget[1]:
+        if self.spec is not None and self.pool.parallel and self.budget[0] <= 0:
             self.pool.start_soon(__name__)  # mapped inline until they run
         smap, policy, stream = self.smap, self.policy, self.stream
         self._pending.append(([map_one(smap, policy, stream, raw) for raw in raws], metas))

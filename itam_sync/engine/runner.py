@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -53,6 +53,14 @@ ENTITY_TYPES = {e.value: e for e in EntityType}  # a dict look-up per record ins
 Indexed = tuple[int, str, int | None, bool, str]  # a staged record: id, hash, entity, missing, filled fields
 Progress = Callable[[str, str, int], None]  # (connector, stream, records seen so far)
 HttpProgress = Callable[[str, str, str, float], None]  # (connector, stream, "page"|"rate_limit_wait"|"retry", n|s)
+
+
+class MappingWork(NamedTuple):
+    """A run's compiled mapping, the file it came from (what workers load) and the pool that maps."""
+
+    mapping: Any
+    path: str
+    pool: WorkerPool
 
 
 class SyncFailed(Exception):
@@ -320,8 +328,8 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
                                     exc.info) from None
             lease.start_renewal()
         try:
-            result = _run_staging(settings, conn_cfg, store, registry, (mapping, mapping_path, pool), policy, full,
-                                  allow_shrink, progress, actor, lease, cancel, on_http, accept_drops)
+            result = _run_staging(settings, conn_cfg, store, registry, MappingWork(mapping, mapping_path, pool),
+                                  policy, full, allow_shrink, progress, actor, lease, cancel, on_http, accept_drops)
         finally:
             if own_lease:
                 lease.release()
@@ -342,7 +350,7 @@ def run_connector(settings: Settings, name: str, *, full: bool = False, allow_sh
 
 
 def _run_staging(settings: Settings, conn_cfg: ConnectorConfig, store: Store, registry: Registry,
-                 mapping: tuple[Any, str, WorkerPool], policy: IdentityPolicy, full: bool, allow_shrink: bool,
+                 mapping: MappingWork, policy: IdentityPolicy, full: bool, allow_shrink: bool,
                  progress: Progress | None,
                  actor: str | None, lease: Lease, cancel: threading.Event | None,
                  on_http: HttpProgress | None, accept_drops: bool = False) -> RunResult:
@@ -464,7 +472,7 @@ def _advice(exc: BaseException) -> str:
 
 
 def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector: Connector,
-          mapping_work: tuple[Any, str, WorkerPool], policy: IdentityPolicy, run_id: int, full: bool,
+          mapping_work: MappingWork, policy: IdentityPolicy, run_id: int, full: bool,
           allow_shrink: bool, counts: dict[str, Any],
           track: _Track, at: str, actor: str | None, locked: bool = True, *, warnings: list[str] | None = None,
           accept_drops: bool = False) -> tuple[str, str]:
@@ -483,8 +491,8 @@ def _sync(repo: Repos, settings: Settings, conn_cfg: ConnectorConfig, connector:
     incomplete: dict[str, str] = {}  # stream -> why it was not read to its end
     trackers: list[StreamTracker] = []
     interned: dict[str, str] = {}
-    # [records still mapped inline before the run starts the workers (from a thread: it maps on meanwhile), 0]
-    budget = [parallel_min, 0]
+    # [records still mapped inline before the run starts the workers (from a thread: it maps on meanwhile)]
+    budget = [parallel_min]
     for n_stream, stream in enumerate(connector.streams()):
         smap = mapping.stream(stream.name)
         tracker = StreamTracker(smap)
