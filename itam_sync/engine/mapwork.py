@@ -90,7 +90,9 @@ class StreamMapper:
     def __init__(self, pool: WorkerPool, smap: StreamMapping, policy: IdentityPolicy, stream: str,
                  spec: MapSpec | None, budget: list[int], send_json: bool = False) -> None:
         self.pool, self.smap, self.policy, self.stream, self.spec = pool, smap, policy, stream, spec
-        self.send_json = send_json  # records are plain JSON: workers get their JSON text (see Stream.json_records)
+        # Records are plain JSON (Stream.json_records): workers get their JSON text. Kept only where workers may
+        # run: inline mapping uses the objects.
+        self.send_json = send_json and pool.parallel
         self.texts: list[bytes] = []
         self._key: Hashable = spec.key if spec is not None else None
         self.budget = budget  # [records still mapped inline before the run starts the workers]: one per run
